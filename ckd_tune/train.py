@@ -1,0 +1,280 @@
+"""The training loop: config + data + teacher signal -> trained student.
+
+One plain function, :func:`train`, readable top to bottom and free of Ray and MLflow. It
+evaluates on the validation split every epoch, keeps the best epoch's weights, calls
+``on_epoch`` (which may checkpoint or stop the run) and resumes from a saved state.
+Randomness is re-seeded from ``(config.seed, epoch)`` at every epoch start, so a run resumed
+at an epoch boundary continues exactly as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+from transformers import get_linear_schedule_with_warmup
+
+from ckd_tune.config import TrainConfig
+from ckd_tune.data import TaskData
+from ckd_tune.errors import NonFiniteLossError
+from ckd_tune.methods import get_method
+
+TeacherFn = Callable[[dict[str, Tensor]], Tensor]
+"""Gives the teacher's logits for a batch (cached by example index, or a live forward pass)."""
+
+OnEpoch = Callable[[int, dict[str, float], Callable[[], dict[str, Any]]], "bool | None"]
+"""``on_epoch(epoch, metrics, state)``: ``state()`` builds the checkpoint dict; return True to stop."""
+
+NON_INPUT_KEYS = ("labels", "index")
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: best and last validation metrics, the per-epoch history, best weights."""
+
+    best_epoch: int
+    best_score: float
+    best_metrics: dict[str, float]
+    last_metrics: dict[str, float]
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_state: dict[str, Tensor] | None = None
+    stopped_early: bool = False
+
+
+class CachedTeacher:
+    """Teacher signal from precomputed logits, looked up by the batch's ``index``."""
+
+    def __init__(self, logits: Tensor) -> None:
+        self.logits = logits
+
+    def __call__(self, batch: dict[str, Tensor]) -> Tensor:
+        return self.logits[batch["index"].cpu()].to(batch["labels"].device)
+
+
+class LiveTeacher:
+    """Teacher signal from a forward pass of ``model`` on the batch, without gradients."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model.eval()
+
+    def __call__(self, batch: dict[str, Tensor]) -> Tensor:
+        with torch.inference_mode(), _autocast(batch["labels"].device):
+            return logits_of(self.model(**model_inputs(batch))).float()
+
+
+def model_inputs(batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The batch without ``labels`` and ``index``: what the model's forward takes."""
+    return {k: v for k, v in batch.items() if k not in NON_INPUT_KEYS}
+
+
+def logits_of(output: Any) -> Tensor:
+    """Logits from a model output (a Hugging Face output object or a plain tensor)."""
+    return output.logits if hasattr(output, "logits") else output
+
+
+def train(
+    config: TrainConfig,
+    data: TaskData,
+    student: nn.Module,
+    teacher: TeacherFn | None = None,
+    *,
+    on_epoch: OnEpoch | None = None,
+    resume: dict[str, Any] | None = None,
+    device: str | torch.device = "cpu",
+) -> TrainResult:
+    """Train ``student`` on ``data.train`` with ``config.method``; select on ``data.val``.
+
+    Raises :class:`NonFiniteLossError` (with the partial result attached as ``.result``)
+    when the loss becomes NaN or infinite.
+    """
+    torch.set_num_threads(config.num_threads)
+    method = get_method(config.method)
+    if method.needs_teacher and teacher is None:
+        raise ValueError(f"method {config.method!r} needs a teacher signal; got teacher=None")
+    device = torch.device(device)
+    student.to(device)
+
+    steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    optimizer, scheduler = _optimizer(config, student, total_steps)
+    phase2_epoch = method.phase2_epoch(config)
+
+    start_epoch, history = 0, []
+    best_score, best_epoch, best_metrics, best_state = -math.inf, 0, {}, None
+    if resume is not None:
+        student.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        start_epoch, history = resume["epoch"], list(resume["history"])
+        best_score, best_epoch = resume["best_score"], resume["best_epoch"]
+        best_metrics = dict(resume["best_metrics"])
+        best_state = resume.get("best_model") or _copy_weights(student)
+
+    for epoch in range(start_epoch, config.epochs):
+        if epoch == phase2_epoch and best_state is not None:
+            student.load_state_dict(best_state)  # Annealing-KD: phase 2 starts from phase 1's best
+        _seed_epoch(config.seed, epoch)
+        loader = DataLoader(
+            data.train,
+            batch_size=config.batch_size,
+            shuffle=True,
+            collate_fn=data.collate,
+            generator=torch.Generator().manual_seed(_epoch_seed(config.seed, epoch)),
+        )
+        student.train()
+        t0, loss_sum, seen, values = time.perf_counter(), 0.0, 0, {}
+        for step, batch in enumerate(loader):
+            batch = {k: v.to(device) for k, v in batch.items()}
+            values = method.schedule(config, (epoch * steps_per_epoch + step) / total_steps)
+            with _autocast(device):
+                z_s = logits_of(student(**model_inputs(batch))).float()
+            z_t = teacher(batch) if method.needs_teacher else None
+            loss = method.loss(z_s, z_t, batch["labels"], config, values)
+            if not torch.isfinite(loss):
+                err = NonFiniteLossError(
+                    f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1} "
+                    f"(method {config.method}, lr {config.lr:g})"
+                )
+                err.result = _result(history, best_epoch, best_score, best_metrics, best_state)
+                raise err
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            n = batch["labels"].shape[0]
+            loss_sum, seen = loss_sum + loss.item() * n, seen + n
+        train_time = time.perf_counter() - t0
+
+        val = evaluate(student, data, "val", batch_size=2 * config.batch_size, device=device)
+        score = val[data.main_metric]
+        if score > best_score:
+            best_score, best_epoch, best_metrics = score, epoch + 1, dict(val)
+            best_state = _copy_weights(student)
+        metrics = {
+            "epoch": epoch + 1,
+            "train_loss": loss_sum / max(1, seen),
+            **{f"val_{k}": v for k, v in val.items()},
+            "val_score": score,
+            "best_val_score": best_score,
+            "best_epoch": best_epoch,
+            "examples_per_s": seen / train_time,
+            **values,
+        }
+        history.append(metrics)
+
+        def state(epoch: int = epoch) -> dict[str, Any]:
+            return {
+                "epoch": epoch + 1,
+                "model": student.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "history": history,
+                "best_score": best_score,
+                "best_epoch": best_epoch,
+                "best_metrics": best_metrics,
+                "best_model": None if best_epoch == epoch + 1 else best_state,
+            }
+
+        if on_epoch is not None and on_epoch(epoch + 1, metrics, state):
+            result = _result(history, best_epoch, best_score, best_metrics, best_state)
+            result.stopped_early = epoch + 1 < config.epochs
+            return result
+    return _result(history, best_epoch, best_score, best_metrics, best_state)
+
+
+@torch.inference_mode()
+def predict(
+    model: nn.Module,
+    dataset: Dataset,
+    collate: Callable[[list[dict]], dict[str, Tensor]],
+    *,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and labels of ``model`` on every item of ``dataset``, in dataset order."""
+    model.eval()
+    device = torch.device(device)
+    logits, labels = [], []
+    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate):
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with _autocast(device):
+            logits.append(logits_of(model(**model_inputs(batch))).float().cpu())
+        labels.append(batch["labels"].cpu())
+    return torch.cat(logits).numpy(), torch.cat(labels).numpy()
+
+
+def evaluate(
+    model: nn.Module,
+    data: TaskData,
+    split: str,
+    *,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+) -> dict[str, float]:
+    """The task's metrics for ``model`` on split ``split`` (``"val"`` or ``"test"``)."""
+    logits, labels = predict(model, data.split(split), data.collate, batch_size=batch_size, device=device)
+    return data.metric(logits, labels)
+
+
+def _optimizer(
+    config: TrainConfig, model: nn.Module, total_steps: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "adamw":
+        optimizer: torch.optim.Optimizer = torch.optim.AdamW(
+            params, lr=config.lr, weight_decay=config.weight_decay
+        )
+    else:
+        optimizer = torch.optim.SGD(
+            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=True
+        )
+    if config.lr_schedule == "linear":
+        scheduler = get_linear_schedule_with_warmup(
+            optimizer, round(config.warmup_ratio * total_steps), total_steps
+        )
+    else:
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(
+            optimizer, milestones=[total_steps // 2, (3 * total_steps) // 4], gamma=0.1
+        )
+    return optimizer, scheduler
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return seed * 100_003 + epoch
+
+
+def _seed_epoch(seed: int, epoch: int) -> None:
+    torch.manual_seed(_epoch_seed(seed, epoch))
+
+
+def _autocast(device: torch.device) -> torch.autocast:
+    """bfloat16 autocast on CUDA; a disabled context on CPU."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def _copy_weights(model: nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _result(
+    history: list[dict[str, float]],
+    best_epoch: int,
+    best_score: float,
+    best_metrics: dict[str, float],
+    best_state: dict[str, Tensor] | None,
+) -> TrainResult:
+    return TrainResult(
+        best_epoch=best_epoch,
+        best_score=best_score,
+        best_metrics=best_metrics,
+        last_metrics=dict(history[-1]) if history else {},
+        history=history,
+        best_state=best_state,
+    )

@@ -1,0 +1,118 @@
+"""The training loop without Ray: determinism, resume, NaN handling, phases, every method."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ckd_tune.config import TrainConfig
+from ckd_tune.errors import NonFiniteLossError
+from ckd_tune.methods import METHODS
+from ckd_tune.train import CachedTeacher, LiveTeacher, evaluate, train
+from tests.conftest import TinyNet
+
+
+def _teacher(task) -> CachedTeacher:
+    torch.manual_seed(123)
+    return CachedTeacher(torch.randn(len(task.train), task.num_labels) * 3)
+
+
+def _student(seed: int = 0) -> TinyNet:
+    torch.manual_seed(seed)
+    return TinyNet()
+
+
+def _config(**kw) -> TrainConfig:
+    base = dict(method="ckd", lr=1e-2, batch_size=16, epochs=4, seed=3, t_max=4.0, margin=0.1)
+    return TrainConfig(**{**base, **kw})
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_trains_and_reports(points_task, method):
+    config = _config(method=method)
+    seen = []
+    result = train(config, points_task, _student(), _teacher(points_task),
+                   on_epoch=lambda e, m, s: seen.append((e, m)))
+    assert [e for e, _ in seen] == [1, 2, 3, 4]
+    assert len(result.history) == 4
+    assert all(math.isfinite(m["train_loss"]) for _, m in seen)
+    assert result.best_score == max(m["val_score"] for _, m in seen)
+    assert result.history[result.best_epoch - 1]["val_score"] == result.best_score
+    assert result.last_metrics["epoch"] == 4
+    assert {"val_accuracy", "best_val_score", "examples_per_s"} <= set(result.last_metrics)
+    if method in ("ckd", "annealing_kd"):
+        assert {"T", "phi", "psi"} <= set(result.last_metrics)
+
+
+def test_learns_from_labels(points_task):
+    result = train(_config(method="none", epochs=8, lr=5e-2), points_task, _student())
+    assert result.best_score > 0.6
+
+
+def test_same_seed_same_numbers(points_task):
+    a = train(_config(), points_task, _student(), _teacher(points_task))
+    b = train(_config(), points_task, _student(), _teacher(points_task))
+    assert [m["train_loss"] for m in a.history] == [m["train_loss"] for m in b.history]
+    c = train(_config(seed=4), points_task, _student(), _teacher(points_task))
+    assert [m["train_loss"] for m in a.history] != [m["train_loss"] for m in c.history]
+
+
+@pytest.mark.parametrize("method", ["ckd", "annealing_kd"])
+def test_resume_matches_uninterrupted_run(points_task, method):
+    config = _config(method=method)
+    full = train(config, points_task, _student(), _teacher(points_task))
+    saved = {}
+
+    def stop_after_two(epoch, metrics, state):
+        if epoch == 2:
+            saved.update(state())
+            return True
+        return None
+
+    partial = train(config, points_task, _student(), _teacher(points_task), on_epoch=stop_after_two)
+    assert partial.stopped_early and len(partial.history) == 2
+    resumed = train(config, points_task, _student(seed=99), _teacher(points_task), resume=saved)
+    assert [m["train_loss"] for m in resumed.history] == [m["train_loss"] for m in full.history]
+    assert resumed.best_score == full.best_score and resumed.best_epoch == full.best_epoch
+    for k, v in full.best_state.items():
+        assert torch.equal(v, resumed.best_state[k])
+
+
+def test_nan_loss_stops_with_reason(points_task):
+    bad = CachedTeacher(torch.full((len(points_task.train), 3), float("nan")))
+    with pytest.raises(NonFiniteLossError, match=r"loss became nan at epoch 1, step 1") as info:
+        train(_config(method="kd"), points_task, _student(), bad)
+    assert info.value.result.history == []
+
+
+def test_annealing_phase2_starts_from_best_phase1_weights(points_task, monkeypatch):
+    config = _config(method="annealing_kd", epochs=4, anneal_fraction=0.5)
+    loaded = []
+    student = _student()
+    original = student.load_state_dict
+    monkeypatch.setattr(student, "load_state_dict", lambda sd, *a, **k: loaded.append(sd) or original(sd))
+    history = []
+    train(config, points_task, student, _teacher(points_task), on_epoch=lambda e, m, s: history.append(m))
+    assert len(loaded) == 1  # exactly once, at the start of epoch 3
+    assert [m["psi"] for m in history] == [0.0, 0.0, 1.0, 1.0]
+
+
+def test_teacher_required_for_kd(points_task):
+    with pytest.raises(ValueError, match="needs a teacher"):
+        train(_config(method="kd"), points_task, _student(), None)
+
+
+def test_live_teacher_matches_cached_logits(points_task):
+    teacher_net = _student(seed=7).eval()
+    batch = points_task.collate([points_task.train[i] for i in range(5)])
+    with torch.no_grad():
+        expected = teacher_net(batch["features"])
+    assert torch.allclose(LiveTeacher(teacher_net)(batch), expected)
+    assert torch.equal(CachedTeacher(expected.repeat(20, 1)[: len(points_task.train)])(batch)[:1], expected[:1])
+
+
+def test_evaluate_reports_task_metric(points_task):
+    metrics = evaluate(_student(), points_task, "test")
+    assert set(metrics) == {"accuracy"} and 0 <= metrics["accuracy"] <= 1
