@@ -102,9 +102,7 @@ class TrainConfig:
         for key, value in flat.items():
             head, _, sub = key.partition(".")
             if head not in names:
-                raise UserInputError(
-                    f"unknown config field {key!r}; known fields: {sorted(names)}"
-                )
+                raise UserInputError(f"unknown config field {key!r}; known fields: {sorted(names)}")
             if sub:
                 if head not in dict_fields:
                     raise UserInputError(

@@ -42,12 +42,15 @@ def vanilla_kd_loss(
     if student_logits.size(-1) == 1:
         soft = F.mse_loss(student_logits, z_t)
     else:
-        soft = F.kl_div(
-            F.log_softmax(student_logits / temperature, dim=-1),
-            F.log_softmax(z_t / temperature, dim=-1),
-            reduction="batchmean",
-            log_target=True,
-        ) * temperature**2
+        soft = (
+            F.kl_div(
+                F.log_softmax(student_logits / temperature, dim=-1),
+                F.log_softmax(z_t / temperature, dim=-1),
+                reduction="batchmean",
+                log_target=True,
+            )
+            * temperature**2
+        )
     return alpha * hard + (1.0 - alpha) * soft
 
 

@@ -13,6 +13,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -169,19 +170,10 @@ def train(
         }
         history.append(metrics)
 
-        def state(epoch: int = epoch) -> dict[str, Any]:
-            return {
-                "epoch": epoch + 1,
-                "model": student.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "history": history,
-                "best_score": best_score,
-                "best_epoch": best_epoch,
-                "best_metrics": best_metrics,
-                "best_model": None if best_epoch == epoch + 1 else best_state,
-            }
-
+        state = partial(
+            _checkpoint, epoch + 1, student, optimizer, scheduler, history,
+            best_score, best_epoch, best_metrics, best_state,
+        )  # fmt: skip
         if on_epoch is not None and on_epoch(epoch + 1, metrics, state):
             result = _result(history, best_epoch, best_score, best_metrics, best_state)
             result.stopped_early = epoch + 1 < config.epochs
@@ -219,7 +211,9 @@ def evaluate(
     device: str | torch.device = "cpu",
 ) -> dict[str, float]:
     """The task's metrics for ``model`` on split ``split`` (``"val"`` or ``"test"``)."""
-    logits, labels = predict(model, data.split(split), data.collate, batch_size=batch_size, device=device)
+    logits, labels = predict(
+        model, data.split(split), data.collate, batch_size=batch_size, device=device
+    )
     return data.metric(logits, labels)
 
 
@@ -233,7 +227,11 @@ def _optimizer(
         )
     else:
         optimizer = torch.optim.SGD(
-            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=True
+            params,
+            lr=config.lr,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+            nesterov=True,
         )
     if config.lr_schedule == "linear":
         scheduler = get_linear_schedule_with_warmup(
@@ -246,6 +244,31 @@ def _optimizer(
     return optimizer, scheduler
 
 
+def _checkpoint(
+    epoch: int,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    history: list[dict[str, float]],
+    best_score: float,
+    best_epoch: int,
+    best_metrics: dict[str, float],
+    best_state: dict[str, Tensor] | None,
+) -> dict[str, Any]:
+    """The resumable state after ``epoch`` epochs (best weights only when not the current ones)."""
+    return {
+        "epoch": epoch,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "history": history,
+        "best_score": best_score,
+        "best_epoch": best_epoch,
+        "best_metrics": best_metrics,
+        "best_model": None if best_epoch == epoch else best_state,
+    }
+
+
 def _epoch_seed(seed: int, epoch: int) -> int:
     return seed * 100_003 + epoch
 
@@ -256,7 +279,9 @@ def _seed_epoch(seed: int, epoch: int) -> None:
 
 def _autocast(device: torch.device) -> torch.autocast:
     """bfloat16 autocast on CUDA; a disabled context on CPU."""
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    return torch.autocast(
+        device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"
+    )
 
 
 def _copy_weights(model: nn.Module) -> dict[str, Tensor]:

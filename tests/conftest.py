@@ -45,7 +45,9 @@ class TinyNet(nn.Module):
 
     def __init__(self, dim: int = 8, classes: int = 3) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(dim, 16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, classes))
+        self.net = nn.Sequential(
+            nn.Linear(dim, 16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, classes)
+        )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.net(features)
@@ -59,9 +61,15 @@ def make_points_task(n: int = 96, dim: int = 8, classes: int = 3, seed: int = 0)
     y = (x @ w).argmax(-1)
     a, b = int(n * 2 / 3), int(n * 5 / 6)
     return TaskData(
-        name="synthetic/points", num_labels=classes,
-        train=_Points(x[:a], y[:a]), val=_Points(x[a:b], y[a:b]), test=_Points(x[b:], y[b:]),
-        collate=_collate, metric=_accuracy, main_metric="accuracy", fingerprint=f"points-{seed}",
+        name="synthetic/points",
+        num_labels=classes,
+        train=_Points(x[:a], y[:a]),
+        val=_Points(x[a:b], y[a:b]),
+        test=_Points(x[b:], y[b:]),
+        collate=_collate,
+        metric=_accuracy,
+        main_metric="accuracy",
+        fingerprint=f"points-{seed}",
     )
 
 

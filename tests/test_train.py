@@ -33,8 +33,13 @@ def _config(**kw) -> TrainConfig:
 def test_every_method_trains_and_reports(points_task, method):
     config = _config(method=method)
     seen = []
-    result = train(config, points_task, _student(), _teacher(points_task),
-                   on_epoch=lambda e, m, s: seen.append((e, m)))
+    result = train(
+        config,
+        points_task,
+        _student(),
+        _teacher(points_task),
+        on_epoch=lambda e, m, s: seen.append((e, m)),
+    )
     assert [e for e, _ in seen] == [1, 2, 3, 4]
     assert len(result.history) == 4
     assert all(math.isfinite(m["train_loss"]) for _, m in seen)
@@ -92,9 +97,17 @@ def test_annealing_phase2_starts_from_best_phase1_weights(points_task, monkeypat
     loaded = []
     student = _student()
     original = student.load_state_dict
-    monkeypatch.setattr(student, "load_state_dict", lambda sd, *a, **k: loaded.append(sd) or original(sd))
+    monkeypatch.setattr(
+        student, "load_state_dict", lambda sd, *a, **k: loaded.append(sd) or original(sd)
+    )
     history = []
-    train(config, points_task, student, _teacher(points_task), on_epoch=lambda e, m, s: history.append(m))
+    train(
+        config,
+        points_task,
+        student,
+        _teacher(points_task),
+        on_epoch=lambda e, m, s: history.append(m),
+    )
     assert len(loaded) == 1  # exactly once, at the start of epoch 3
     assert [m["psi"] for m in history] == [0.0, 0.0, 1.0, 1.0]
 
@@ -110,7 +123,9 @@ def test_live_teacher_matches_cached_logits(points_task):
     with torch.no_grad():
         expected = teacher_net(batch["features"])
     assert torch.allclose(LiveTeacher(teacher_net)(batch), expected)
-    assert torch.equal(CachedTeacher(expected.repeat(20, 1)[: len(points_task.train)])(batch)[:1], expected[:1])
+    assert torch.equal(
+        CachedTeacher(expected.repeat(20, 1)[: len(points_task.train)])(batch)[:1], expected[:1]
+    )
 
 
 def test_evaluate_reports_task_metric(points_task):
