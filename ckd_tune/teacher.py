@@ -1,0 +1,112 @@
+"""Teachers: fine-tuned once per (base model, data, settings) and cached; logits cached likewise.
+
+Trials never run the teacher on text benches: its logits for every split are computed once
+per (teacher fingerprint, data fingerprint) and read from the cache, checksummed.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ckd_tune import cache
+from ckd_tune.config import TrainConfig
+from ckd_tune.data import SPLITS, TaskData
+from ckd_tune.train import predict, train
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Teacher:
+    """A ready teacher: its identity, validation/test metrics and (text benches) cached logits."""
+
+    name: str
+    fingerprint: str
+    metrics: dict[str, dict[str, float]]  # split -> metrics
+    logits: dict[str, Tensor] = field(default_factory=dict, repr=False)  # split -> (n, num_logits)
+    train_seconds: float = 0.0
+    reused: bool = False
+
+
+def cached_teacher(
+    cache_dir: Path,
+    key: str,
+    build: Callable[[Path], dict[str, Any]],
+    files: list[str],
+) -> tuple[Path, dict[str, Any], bool]:
+    """The cached teacher directory ``cache_dir/teachers/<key>``; ``build(tmp_dir)`` fills it if absent.
+
+    ``build`` saves the model files named in ``files`` into the directory and returns metadata
+    to keep. Returns ``(directory, metadata, reused)``. Safe against concurrent builders.
+    """
+    final = cache_dir / "teachers" / key
+    with cache.locked(final):
+        if cache.checked_dir(final, files):
+            return final, cache.read_json(final / "meta.json"), True
+        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{key}-"))
+        try:
+            meta = build(tmp)
+            cache.publish_dir(tmp, final, files, meta)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return final, cache.read_json(final / "meta.json"), False
+
+
+def fine_tune_teacher(
+    data: TaskData,
+    build_model: Callable[[int], nn.Module],
+    config: TrainConfig,
+    *,
+    device: str | torch.device = "cpu",
+) -> tuple[nn.Module, dict[str, dict[str, float]], float]:
+    """Fine-tune a teacher on ``data.train`` (hard labels), keep its best validation epoch.
+
+    Returns the model (best weights), its metrics per split and the training time in seconds.
+    """
+    model = build_model(config.seed)
+    t0 = time.perf_counter()
+
+    def progress(epoch: int, metrics: dict[str, float], state: Callable[[], dict]) -> None:
+        log.info("teacher epoch %d/%d: val_score %.4f", epoch, config.epochs, metrics["val_score"])
+
+    result = train(config.replace(method="none"), data, model, on_epoch=progress, device=device)
+    seconds = time.perf_counter() - t0
+    model.load_state_dict(result.best_state)
+    return model, {"val": result.best_metrics}, seconds
+
+
+def teacher_logits(
+    model: nn.Module,
+    data: TaskData,
+    cache_dir: Path,
+    teacher_fp: str,
+    *,
+    batch_size: int = 128,
+    device: str | torch.device = "cpu",
+) -> dict[str, Tensor]:
+    """The teacher's logits on every split, read from the cache or computed once and cached."""
+    path = cache_dir / "logits" / f"{teacher_fp}-{data.fingerprint}.pt"
+    with cache.locked(path):
+        cached = cache.load_tensors(path)
+        if cached is not None and all(len(cached[s]) == len(data.split(s)) for s in SPLITS):
+            return cached
+        logits = {
+            split: torch.from_numpy(
+                predict(
+                    model, data.split(split), data.collate, batch_size=batch_size, device=device
+                )[0]
+            )
+            for split in SPLITS
+        }
+        cache.save_tensors(logits, path)
+        return logits
