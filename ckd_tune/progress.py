@@ -1,0 +1,66 @@
+"""A compact progress line per method: trials done / running / failed and the best score so far."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+from ray.tune import Callback
+from ray.tune.experiment import Trial
+
+METRIC = "best_val_score"
+
+
+class ProgressPrinter(Callback):
+    """Prints one line when a trial ends, and at most every ``interval`` seconds otherwise."""
+
+    def __init__(
+        self, method: str, num_samples: int, interval: float = 30.0, stream: TextIO | None = None
+    ):
+        self.method = method
+        self.num_samples = num_samples
+        self.interval = interval
+        self.stream = stream or sys.stdout
+        self._last = 0.0
+
+    def _line(self, trials: list[Trial], event: str = "") -> None:
+        done = sum(t.status == Trial.TERMINATED for t in trials)
+        failed = sum(t.status == Trial.ERROR for t in trials)
+        running = sum(t.status == Trial.RUNNING for t in trials)
+        scores = [
+            t.last_result.get(METRIC) for t in trials if t.last_result.get(METRIC) is not None
+        ]
+        best = f"{max(scores):.4f}" if scores else "-"
+        print(
+            f"[{time.strftime('%H:%M:%S')}] {self.method:>12}: {done + failed}/{self.num_samples} trials ended "
+            f"({failed} failed), {running} running, best val {best}{event}",
+            file=self.stream,
+            flush=True,
+        )
+        self._last = time.monotonic()
+
+    def on_trial_result(
+        self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, Any], **info: Any
+    ) -> None:
+        if time.monotonic() - self._last >= self.interval:
+            self._line(trials)
+
+    def on_trial_complete(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
+        score = trial.last_result.get(METRIC)
+        epochs = trial.last_result.get("epoch", 0)
+        self._line(
+            trials,
+            f" | {trial.trial_id} finished: {score:.4f} after {epochs} epochs"
+            if score is not None
+            else "",
+        )
+
+    def on_trial_error(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
+        from ckd_tune.tracking import trial_error
+
+        self._line(trials, f" | {trial.trial_id} FAILED: {trial_error(trial)[:120]}")

@@ -1,0 +1,173 @@
+"""MLflow tracking: one run per Ray Tune trial (also across resumes), plus sweep summary runs.
+
+Ray's stock ``MLflowLoggerCallback`` opens a second run for a resumed trial and leaves the
+first one RUNNING; :class:`MLflowTrialCallback` instead finds a trial's run by its tags
+(``sweep``, ``ray_trial_id``) and keeps logging into it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+from ray.tune import Callback
+from ray.tune.experiment import Trial
+
+log = logging.getLogger(__name__)
+
+ROLE_TRIAL, ROLE_RERUN, ROLE_SUMMARY = "trial", "rerun", "summary"
+_RAY_KEYS = {"time_total_s", "time_this_iter_s"}
+
+
+def redact(uri: str) -> str:
+    """``uri`` with any user/password removed, safe to print."""
+    parts = urlsplit(uri)
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return uri
+
+
+def default_tracking_uri(directory: Path) -> str:
+    """A local sqlite database ``<directory>/mlflow.db``."""
+    return f"sqlite:///{directory.resolve() / 'mlflow.db'}"
+
+
+def get_experiment_id(client: MlflowClient, name: str, artifact_root: Path | None = None) -> str:
+    """The id of experiment ``name``, created (with artifacts under ``artifact_root``) if new."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = artifact_root.resolve().as_uri() if artifact_root else None
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except Exception:  # another sweep created it first
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def find_run(client: MlflowClient, experiment_id: str, tags: dict[str, str]) -> str | None:
+    """The id of the run whose tags include ``tags``, or None."""
+    query = " and ".join(f"tags.{k} = '{v}'" for k, v in tags.items())
+    runs = client.search_runs([experiment_id], filter_string=query, max_results=1)
+    return runs[0].info.run_id if runs else None
+
+
+def numeric_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The finite numeric entries of a result (Ray's bookkeeping keys other than times dropped)."""
+    skip = {
+        "training_iteration",
+        "timestamp",
+        "pid",
+        "iterations_since_restore",
+        "time_since_restore",
+        "timesteps_total",
+        "episodes_total",
+        "timesteps_since_restore",
+    }
+    return {
+        k: float(v)
+        for k, v in result.items()
+        if k not in skip
+        and isinstance(v, (int, float))
+        and not isinstance(v, bool)
+        and math.isfinite(v)
+    }
+
+
+class MLflowTrialCallback(Callback):
+    """Logs each trial of one method's Tuner to exactly one MLflow run."""
+
+    def __init__(
+        self, tracking_uri: str, experiment_id: str, tags: dict[str, str], max_epochs: int
+    ) -> None:
+        self.max_epochs = max_epochs
+        self.tracking_uri = tracking_uri
+        self.experiment_id = experiment_id
+        self.tags = tags  # method, bench, task, sweep, searcher
+        self._runs: dict[str, str] = {}
+        self._client: MlflowClient | None = None
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            self._client = MlflowClient(self.tracking_uri)
+        return self._client
+
+    def __getstate__(self) -> dict[str, Any]:  # Ray pickles callbacks into its experiment state
+        return {**self.__dict__, "_client": None}
+
+    def _run_id(self, trial: Trial) -> str:
+        if trial.trial_id in self._runs:
+            return self._runs[trial.trial_id]
+        key = {
+            "sweep": self.tags["sweep"],
+            "method": self.tags["method"],
+            "ray_trial_id": trial.trial_id,
+        }
+        run_id = find_run(self.client, self.experiment_id, key)
+        if run_id is None:
+            seed = str(trial.config.get("seed", self.tags.get("seed", "")))
+            tags = {
+                **self.tags,
+                **key,
+                "role": ROLE_TRIAL,
+                "seed": seed,
+                "mlflow.runName": str(trial),
+            }
+            run = self.client.create_run(self.experiment_id, tags=tags)
+            run_id = run.info.run_id
+            params = [Param(k, str(v)) for k, v in sorted(trial.config.items())]
+            self.client.log_batch(run_id, params=params)
+        else:
+            self.client.update_run(run_id, status="RUNNING")
+        self._runs[trial.trial_id] = run_id
+        return run_id
+
+    def on_trial_start(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
+        self._run_id(trial)
+
+    def on_trial_result(
+        self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, Any], **info: Any
+    ) -> None:
+        step = int(result.get("epoch", result.get("training_iteration", 0)))
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, v, now, step) for k, v in numeric_metrics(result).items()]
+        self.client.log_batch(self._run_id(trial), metrics=metrics)
+
+    def on_trial_complete(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
+        run_id = self._run_id(trial)
+        stopped = trial.last_result.get("epoch", 0) < self.max_epochs
+        self.client.log_batch(run_id, tags=[RunTag("stopped_early", str(bool(stopped)).lower())])
+        self.client.set_terminated(run_id, status="FINISHED")
+
+    def on_trial_error(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
+        run_id = self._run_id(trial)
+        reason = trial_error(trial)
+        self.client.log_batch(run_id, tags=[RunTag("failure_reason", reason[:5000])])
+        self.client.set_terminated(run_id, status="FAILED")
+
+
+def trial_error(trial: Trial) -> str:
+    """The last line of a failed trial's error (the exception and its message)."""
+    path = trial.error_file
+    if path and Path(path).is_file():
+        lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
+        if lines:
+            return lines[-1].strip()
+    return "trial failed (no error file)"

@@ -1,0 +1,72 @@
+"""The Ray Tune function trainable: one trial = one :func:`ckd_tune.train.train` run.
+
+It reports every epoch with a checkpoint, resumes from the latest checkpoint when Ray
+restarts it, and reads the shared bench (tokenised data, teacher logits) from the object
+store through :func:`make_trainable`'s ``tune.with_parameters``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from ray import tune
+from ray.tune import Checkpoint
+
+from ckd_tune.benches import PreparedBench
+from ckd_tune.config import TrainConfig
+from ckd_tune.errors import NonFiniteLossError
+from ckd_tune.train import train
+
+STATE_FILE = "state.pt"
+FAILURE_FILE = "nonfinite_loss.txt"
+
+
+def trial_config(prepared: PreparedBench, sampled: dict[str, Any]) -> TrainConfig:
+    """The bench's base config overridden by a trial's sampled (flat) parameters."""
+    return TrainConfig.from_flat({**prepared.base_config.to_flat(), **sampled})
+
+
+def run_trial(config: dict[str, Any], prepared: PreparedBench) -> None:
+    """Ray Tune function trainable (use :func:`make_trainable` to bind ``prepared``)."""
+    train_config = trial_config(prepared, config)
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # Ray exposes only this trial's GPUs
+    marker = Path(tune.get_context().get_trial_dir()) / FAILURE_FILE
+    if marker.exists():  # a retry of a deterministic NaN would only fail again
+        raise NonFiniteLossError(marker.read_text())
+
+    resume = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            resume = torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=True)
+
+    def on_epoch(epoch: int, metrics: dict[str, float], state: Callable[[], dict]) -> None:
+        with tempfile.TemporaryDirectory() as directory:
+            torch.save(state(), Path(directory) / STATE_FILE)
+            tune.report(metrics, checkpoint=Checkpoint.from_directory(directory))
+
+    student = prepared.build_student(train_config.seed)
+    try:
+        train(
+            train_config,
+            prepared.data,
+            student,
+            prepared.teacher_signal,
+            on_epoch=on_epoch,
+            resume=resume,
+            device=device,
+        )
+    except NonFiniteLossError as err:
+        marker.write_text(str(err))
+        raise
+
+
+def make_trainable(prepared: PreparedBench, cpus: float, gpus: float) -> Any:
+    """``run_trial`` with ``prepared`` in the object store and per-trial resources attached."""
+    return tune.with_resources(
+        tune.with_parameters(run_trial, prepared=prepared), {"cpu": cpus, "gpu": gpus}
+    )
