@@ -19,7 +19,7 @@ from ckd_tune.data import TaskData
 from ckd_tune.errors import UserInputError
 from ckd_tune.models import BUNDLED_ENCODER, TextModelSpec, load_tokenizer
 from ckd_tune.teacher import Teacher, cached_teacher, fine_tune_teacher, teacher_logits
-from ckd_tune.train import CachedTeacher, TeacherFn
+from ckd_tune.train import CachedTeacher, LiveTeacher, TeacherFn, evaluate
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ class Profile:
     student_layers: int | None = 2
     teacher_lr: float = 1e-4
     base: dict = field(default_factory=dict)  # TrainConfig defaults for the bench's students
+    teacher_base: dict = field(default_factory=dict)  # TrainConfig settings for teacher training
 
 
 @dataclass
@@ -89,6 +90,7 @@ class Bench:
     profiles: dict[str, Profile]
     prepare: Callable[[BenchRequest], PreparedBench]
     default_data_dir: Callable[[], Path | None]
+    space_key: str  # which ``bench_overrides`` entry of the YAML search spaces applies
 
 
 GLUE_PROFILES = {
@@ -179,13 +181,7 @@ def _text_teacher(request: BenchRequest, profile: Profile, data: TaskData) -> Te
         model, fp, metrics, seconds, reused = spec.build(), spec.fingerprint(), {}, 0.0, True
     else:
         spec = TextModelSpec(profile.teacher, data.num_labels)
-        config = TrainConfig(
-            method="none",
-            lr=profile.teacher_lr,
-            epochs=profile.teacher_epochs,
-            batch_size=profile.batch_size,
-            num_threads=request.num_threads,
-        )
+        config = _teacher_config(request, profile)
         fp = cache.fingerprint(
             "text-teacher", spec.fingerprint(), data.fingerprint, config.to_flat()
         )
@@ -223,18 +219,129 @@ def _text_teacher(request: BenchRequest, profile: Profile, data: TaskData) -> Te
     )
 
 
-BENCHES: dict[str, Bench] = {}
-
-
-def _register_glue() -> None:
-    from ckd_tune.data.glue import GLUE_TASKS, default_glue_dir
-
-    BENCHES["glue"] = Bench(
-        "glue", tuple(GLUE_TASKS), "sst2", GLUE_PROFILES, prepare_glue, default_glue_dir
+def _teacher_config(request: BenchRequest, profile: Profile) -> TrainConfig:
+    return TrainConfig(
+        method="none",
+        lr=profile.teacher_lr,
+        epochs=profile.teacher_epochs,
+        batch_size=profile.batch_size,
+        num_threads=request.num_threads,
+        **profile.teacher_base,
     )
 
 
-_register_glue()
+_SGD = {"optimizer": "sgd", "lr_schedule": "step", "weight_decay": 5e-4, "warmup_ratio": 0.0}
+CIFAR_PROFILES = {
+    "smoke": Profile("smoke", train_size=256, val_size=64, test_size=64, epochs=2, teacher_epochs=2,
+                     num_samples=2, seeds=2, batch_size=64, teacher="resnet8", student="resnet8",
+                     student_layers=None, teacher_lr=0.05, base={**_SGD, "lr": 0.05},
+                     teacher_base=_SGD),
+    "quick": Profile("quick", train_size=5000, val_size=1000, test_size=None, epochs=5,
+                     teacher_epochs=15, num_samples=6, seeds=3, batch_size=64, teacher="resnet32",
+                     student="resnet8", student_layers=None, teacher_lr=0.05,
+                     base={**_SGD, "lr": 0.05}, teacher_base=_SGD),
+    "paper": Profile("paper", train_size=None, val_size=5000, test_size=None, epochs=200,
+                     teacher_epochs=200, num_samples=50, seeds=5, batch_size=128, teacher="resnet110",
+                     student="resnet8", student_layers=None, teacher_lr=0.1,
+                     base={**_SGD, "lr": 0.1}, teacher_base=_SGD),
+}  # fmt: skip
+
+
+def prepare_cifar(request: BenchRequest) -> PreparedBench:
+    """CIFAR-10/100: augmented images, a trained (cached) ResNet teacher run live, a ResNet student.
+
+    With augmentation every view is new, so the teacher runs forward inside each step
+    (``LiveTeacher``, in inference mode) instead of reading cached logits.
+    """
+    from ckd_tune.data.cifar import load_cifar
+    from ckd_tune.models import VisionModelSpec, load_vision_model, save_vision_model
+
+    profile = CIFAR_PROFILES[request.profile]
+    data = load_cifar(
+        request.bench,
+        data_dir=request.data_dir,
+        val_size=profile.val_size,
+        train_size=profile.train_size,
+        test_size=profile.test_size,
+        seed=0,
+    )
+    student = VisionModelSpec(request.student or profile.student, data.num_labels)
+    device = torch.device(request.device)
+    teacher_path = Path(request.teacher).expanduser() if request.teacher else None
+    if teacher_path is not None and teacher_path.exists():
+        model, spec = load_vision_model(teacher_path)
+        fp, seconds, reused = (
+            cache.fingerprint("vision-teacher", str(teacher_path.resolve())),
+            0.0,
+            True,
+        )
+    else:
+        spec = VisionModelSpec(request.teacher or profile.teacher, data.num_labels)
+        config = _teacher_config(request, profile)
+        fp = cache.fingerprint(
+            "vision-teacher", spec.fingerprint(), data.fingerprint, config.to_flat()
+        )
+
+        def build(tmp: Path) -> dict:
+            log.info(
+                "training the teacher (%s) on %s: %d images x %d epochs",
+                spec.arch,
+                data.name,
+                len(data.train),
+                config.epochs,
+            )
+            model, metrics, seconds = fine_tune_teacher(data, spec.build, config, device=device)
+            save_vision_model(model, spec, tmp)
+            return {"metrics": metrics, "train_seconds": seconds, "model": spec.arch}
+
+        directory, meta, reused = cached_teacher(request.cache_dir, fp, build, ["model.pt"])
+        model, _ = load_vision_model(directory)
+        seconds = meta["train_seconds"]
+    model.to(device)
+    metrics = {
+        split: evaluate(model, data, split, batch_size=256, device=device)
+        for split in ("val", "test")
+    }
+    if spec.num_classes != data.num_labels:
+        raise UserInputError(
+            f"--teacher: {spec.arch} predicts {spec.num_classes} classes, "
+            f"{request.bench} has {data.num_labels}"
+        )
+    name = str(teacher_path) if teacher_path else f"{spec.arch} ({profile.teacher_epochs} epochs)"
+    teacher = Teacher(
+        name=name, fingerprint=fp, metrics=metrics, train_seconds=seconds, reused=reused
+    )
+    return PreparedBench(
+        bench=request.bench,
+        task=request.bench,
+        profile=profile,
+        data=data,
+        teacher=teacher,
+        teacher_signal=LiveTeacher(model.cpu()),
+        build_student=student,
+        base_config=TrainConfig(epochs=profile.epochs, batch_size=profile.batch_size,
+                                num_threads=request.num_threads, **profile.base),
+    )  # fmt: skip
+
+
+BENCHES: dict[str, Bench] = {}
+
+
+def _register() -> None:
+    from ckd_tune.data.cifar import default_cifar_dir
+    from ckd_tune.data.glue import GLUE_TASKS, default_glue_dir
+
+    BENCHES["glue"] = Bench(
+        "glue", tuple(GLUE_TASKS), "sst2", GLUE_PROFILES, prepare_glue, default_glue_dir, "glue"
+    )
+    for name in ("cifar10", "cifar100"):
+        BENCHES[name] = Bench(
+            name, (name,), name, CIFAR_PROFILES, prepare_cifar,
+            lambda name=name: default_cifar_dir(name), "cifar",
+        )  # fmt: skip
+
+
+_register()
 
 
 def get_bench(name: str) -> Bench:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,3 +104,66 @@ class TextModelSpec:
 
     def __call__(self, seed: int = 0) -> nn.Module:
         return self.build(seed)
+
+
+@dataclass(frozen=True)
+class VisionModelSpec:
+    """A CIFAR network by name: ``resnet<6n+2>`` (e.g. ``resnet8``, ``resnet110``) or ``wrn-<d>-<k>``."""
+
+    arch: str
+    num_classes: int
+
+    def __post_init__(self) -> None:
+        self._factory()  # validate the name early
+
+    def _factory(self) -> Callable[[], nn.Module]:
+        from ckd_tune.resnet import cifar_resnet, wide_resnet
+
+        name = self.arch.lower()
+        try:
+            if name.startswith("resnet"):
+                depth = int(name.removeprefix("resnet"))
+                cifar_resnet(depth, 1)  # raises ValueError for a depth that is not 6n+2
+                return lambda: cifar_resnet(depth, self.num_classes)
+            if name.startswith("wrn-"):
+                depth, width = (int(x) for x in name.removeprefix("wrn-").split("-"))
+                wide_resnet(depth, width, 1)
+                return lambda: wide_resnet(depth, width, self.num_classes)
+        except ValueError as err:
+            raise UserInputError(f"--teacher/--student: {self.arch!r}: {err}") from None
+        raise UserInputError(
+            f"--teacher/--student: unknown CIFAR network {self.arch!r}; use resnet<6n+2> "
+            "(resnet8, resnet20, resnet32, resnet56, resnet110, ...) or wrn-<depth>-<width>"
+        )
+
+    def build(self, seed: int = 0) -> nn.Module:
+        """A freshly initialised network (weights from ``seed``)."""
+        torch.manual_seed(seed)
+        return self._factory()()
+
+    def __call__(self, seed: int = 0) -> nn.Module:
+        return self.build(seed)
+
+    def fingerprint(self) -> str:
+        """Identity of the architecture."""
+        return cache.fingerprint("vision", self.arch.lower(), self.num_classes)
+
+
+def save_vision_model(model: nn.Module, spec: VisionModelSpec, directory: Path) -> None:
+    """Save a CIFAR network as ``model.pt`` (state dict) plus ``spec.json``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), directory / "model.pt")
+    cache.write_json({"arch": spec.arch, "num_classes": spec.num_classes}, directory / "spec.json")
+
+
+def load_vision_model(directory: Path) -> tuple[nn.Module, VisionModelSpec]:
+    """A network saved by :func:`save_vision_model` (loaded with ``weights_only=True``)."""
+    spec_path = directory / "spec.json"
+    if not spec_path.is_file() or not (directory / "model.pt").is_file():
+        raise UserInputError(
+            f"--teacher: {directory} has no spec.json and model.pt (a saved CIFAR network)"
+        )
+    spec = VisionModelSpec(**cache.read_json(spec_path))
+    model = spec.build()
+    model.load_state_dict(torch.load(directory / "model.pt", map_location="cpu", weights_only=True))
+    return model, spec

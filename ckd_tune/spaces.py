@@ -14,7 +14,7 @@ One YAML file per distillation method (``search_spaces/<method>.yaml``) names th
       psi_shape: {type: categorical, choices: [linear, exponential, sigmoid]}
       psi_params.rate: {type: uniform, low: -5.0, high: 5.0, when: {psi_shape: exponential}}
     bench_overrides:            # optional; per-bench changes, see below
-      cifar10:
+      cifar:
         fixed: {optimizer: sgd}
         params:
           lr: {type: loguniform, low: 1.0e-3, high: 0.2}
@@ -41,7 +41,7 @@ and the trial config then leaves it out (``TrainConfig`` uses its default).
 
 YAML detail: PyYAML reads ``1e-5`` as a *string*; write ``1.0e-5``. Duplicate keys are errors.
 
-Bench overrides: ``load_space(path, bench="cifar10")`` applies ``bench_overrides.cifar10`` to
+Bench overrides: ``load_space(path, bench="cifar")`` applies ``bench_overrides.cifar`` to
 the base space: each ``params`` entry replaces the same-named base parameter in place (new names
 are appended; ``null`` deletes one) and drops a same-named ``fixed`` entry; each ``fixed`` entry
 sets a constant (``null`` deletes one) and drops a same-named base parameter. A bench with no

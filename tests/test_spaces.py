@@ -83,10 +83,10 @@ def test_shipped_space_loads(method: str) -> None:
 
 
 @pytest.mark.parametrize("method", sorted(EXPECTED_PARAMS))
-def test_cifar10_override_replaces_lr_range_in_place(method: str) -> None:
+def test_cifar_override_replaces_lr_range_in_place(method: str) -> None:
     base = load_space(default_space_path(method))
-    cifar = load_space(default_space_path(method), bench="cifar10")
-    assert cifar.bench == "cifar10"
+    cifar = load_space(default_space_path(method), bench="cifar")
+    assert cifar.bench == "cifar"
     assert cifar.param_names == base.param_names  # replaced in place, order kept
     lr = {p.name: p for p in cifar.params}["lr"]
     assert lr.low is not None and lr.low >= 1e-3
@@ -166,7 +166,7 @@ def test_sample_random_is_seeded_and_valid(method: str) -> None:
 
 
 def test_space_pickles_for_ray() -> None:
-    space = load_space(default_space_path("ckd"), bench="cifar10")
+    space = load_space(default_space_path("ckd"), bench="cifar")
     assert pickle.loads(pickle.dumps(space)) == space
     assert pickle.loads(pickle.dumps(space.define_by_run)).__self__ == space
 

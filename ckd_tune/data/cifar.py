@@ -10,7 +10,7 @@ Sources, tried in this order by :func:`load_cifar`:
   exactly as ``torchvision.datasets.ImageFolder`` orders them (the tree is scanned with
   ``os.scandir``, which is ~20x faster than ``ImageFolder``'s own scan on 60k files).
 * ``data_dir=None``: ``torchvision.datasets.CIFAR10/CIFAR100(download=True)`` into
-  ``$CKD_TUNE_CACHE_DIR/torchvision`` (default ``~/.cache/ckd_tune/torchvision``), which needs
+  ``<cache>/torchvision`` (cache: ``$CKD_TUNE_CACHE``, default ``~/.cache/ckd_tune``), which needs
   network access the first time.
 
 Splits: ``val`` is carved from the official training split (seeded, stratified), ``train`` is the
@@ -83,7 +83,7 @@ CIFAR_NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
 CIFAR_MEAN = {"cifar10": (0.4914, 0.4822, 0.4465), "cifar100": (0.5071, 0.4865, 0.4409)}
 CIFAR_STD = {"cifar10": (0.2470, 0.2435, 0.2616), "cifar100": (0.2673, 0.2564, 0.2762)}
 ENV_DATA_DIR = "CKD_TUNE_CIFAR_DATA"
-ENV_CACHE_DIR = "CKD_TUNE_CACHE_DIR"
+ENV_CACHE_DIR = "CKD_TUNE_CACHE"
 IMAGE_SIZE = 32
 # Bump when the transforms or the split procedure change: part of the fingerprint.
 _PIPELINE_VERSION = "cifar-v1"
@@ -580,10 +580,10 @@ def _open_batches(name: str, folder: Path) -> _Source:
 
 
 def _download_root() -> Path:
-    """Where torchvision downloads CIFAR: ``$CKD_TUNE_CACHE_DIR/torchvision`` or ~/.cache."""
-    base = os.environ.get(ENV_CACHE_DIR, "").strip()
-    root = Path(base).expanduser() if base else Path.home() / ".cache" / "ckd_tune"
-    return root / "torchvision"
+    """Where torchvision downloads CIFAR: ``<cache dir>/torchvision`` (see ``ckd_tune.cache``)."""
+    from ckd_tune.cache import default_cache_dir
+
+    return default_cache_dir() / "torchvision"
 
 
 def _download(name: str) -> _Source:
