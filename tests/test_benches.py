@@ -1,0 +1,172 @@
+"""Benches end to end without Ray: data + cached teacher + student, every method trains."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ckd_tune import benches, cache, teacher
+from ckd_tune.benches import BenchRequest, get_bench
+from ckd_tune.errors import DataNotFoundError, UserInputError
+from ckd_tune.methods import METHODS
+from ckd_tune.train import CachedTeacher, LiveTeacher, train
+
+
+@pytest.fixture(scope="module")
+def glue_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def glue_smoke(glue_dir, glue_cache):
+    request = BenchRequest(
+        bench="glue", task="sst2", profile="smoke", data_dir=glue_dir, cache_dir=glue_cache
+    )
+    return get_bench("glue").prepare(request), request
+
+
+def test_glue_smoke_bench_is_ready(glue_smoke):
+    prepared, _ = glue_smoke
+    assert prepared.task == "sst2" and prepared.data.num_labels == 2
+    assert not prepared.teacher.reused
+    assert isinstance(prepared.teacher_signal, CachedTeacher)
+    for split in ("train", "val", "test"):
+        assert prepared.teacher.logits[split].shape == (len(prepared.data.split(split)), 2)
+    assert set(prepared.teacher.metrics) == {"val", "test"}
+    assert 0.0 <= prepared.teacher.metrics["test"]["accuracy"] <= 1.0
+    student = prepared.build_student(0)
+    assert student.config.num_hidden_layers == 2
+
+
+def test_teacher_is_reused_not_retrained(glue_smoke, monkeypatch):
+    _, request = glue_smoke
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the cached teacher should have been reused")
+
+    monkeypatch.setattr(benches, "fine_tune_teacher", fail)
+    monkeypatch.setattr(teacher, "predict", fail)  # logits come from the cache too
+    again = get_bench("glue").prepare(request)
+    assert again.teacher.reused
+    assert again.teacher.fingerprint == glue_smoke[0].teacher.fingerprint
+    assert torch.equal(again.teacher.logits["train"], glue_smoke[0].teacher.logits["train"])
+
+
+def test_changed_settings_change_the_teacher_fingerprint(glue_smoke, monkeypatch):
+    prepared, request = glue_smoke
+    smoke = benches.GLUE_PROFILES["smoke"]
+    monkeypatch.setitem(
+        benches.GLUE_PROFILES, "smoke", smoke.__class__(**{**smoke.__dict__, "teacher_lr": 3e-4})
+    )
+    trained = []
+    real = benches.fine_tune_teacher
+    monkeypatch.setattr(
+        benches, "fine_tune_teacher", lambda *a, **k: trained.append(1) or real(*a, **k)
+    )
+    other = get_bench("glue").prepare(request)
+    assert trained == [1]
+    assert other.teacher.fingerprint != prepared.teacher.fingerprint
+
+
+def test_truncated_logit_cache_is_rebuilt(glue_smoke):
+    prepared, request = glue_smoke
+    path = (
+        request.cache_dir
+        / "logits"
+        / f"{prepared.teacher.fingerprint}-{prepared.data.fingerprint}.pt"
+    )
+    assert path.is_file()
+    path.write_bytes(path.read_bytes()[:100])
+    assert cache.load_tensors(path) is None  # detected by its checksum, removed
+    again = get_bench("glue").prepare(request)
+    assert torch.allclose(again.teacher.logits["test"], prepared.teacher.logits["test"], atol=1e-5)
+
+
+def test_damaged_teacher_checkpoint_is_retrained(glue_smoke, monkeypatch):
+    prepared, request = glue_smoke
+    weights = request.cache_dir / "teachers" / prepared.teacher.fingerprint / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    again = get_bench("glue").prepare(request)
+    assert not again.teacher.reused
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_trains_on_glue_smoke(glue_smoke, method):
+    prepared, _ = glue_smoke
+    config = prepared.base_config.replace(method=method, epochs=1)
+    result = train(config, prepared.data, prepared.build_student(0), prepared.teacher_signal)
+    assert len(result.history) == 1
+    assert np.isfinite(result.history[0]["train_loss"])
+    assert 0.0 <= result.best_score <= 1.0
+
+
+def test_unknown_bench_and_missing_glue_data(tmp_path):
+    with pytest.raises(UserInputError, match="--bench"):
+        get_bench("imagenet")
+    request = BenchRequest(
+        bench="glue", task="sst2", profile="smoke", data_dir=tmp_path, cache_dir=tmp_path
+    )
+    with pytest.raises(DataNotFoundError, match="sst2"):
+        get_bench("glue").prepare(request)
+
+
+def write_image_folder(root: Path, classes: int = 10, train: int = 33, test: int = 8) -> Path:
+    """A tiny CIFAR-like ImageFolder tree (random 32x32 JPEGs)."""
+    rng = np.random.default_rng(0)
+    for split, n in (("train", train), ("test", test)):
+        for c in range(classes):
+            folder = root / split / f"class{c:02d}"
+            folder.mkdir(parents=True)
+            for i in range(n):
+                pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i:04d}.jpg")
+    return root
+
+
+@pytest.fixture(scope="module")
+def cifar_smoke(tmp_path_factory):
+    root = write_image_folder(tmp_path_factory.mktemp("cifar"))
+    request = BenchRequest(bench="cifar10", profile="smoke", data_dir=root,
+                           cache_dir=tmp_path_factory.mktemp("cache"))  # fmt: skip
+    return get_bench("cifar10").prepare(request), request
+
+
+def test_cifar_smoke_bench_and_teacher_cache(cifar_smoke, monkeypatch):
+    prepared, request = cifar_smoke
+    assert isinstance(prepared.teacher_signal, LiveTeacher)  # augmentation: no logit cache
+    assert not prepared.teacher.reused
+    monkeypatch.setattr(benches, "fine_tune_teacher", lambda *a, **k: pytest.fail("retrained"))
+    assert get_bench("cifar10").prepare(request).teacher.reused
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_trains_on_cifar_smoke(cifar_smoke, method):
+    prepared, _ = cifar_smoke
+    config = prepared.base_config.replace(method=method, epochs=1)
+    result = train(config, prepared.data, prepared.build_student(0), prepared.teacher_signal)
+    assert np.isfinite(result.history[0]["train_loss"])
+
+
+def test_cifar_teacher_from_saved_checkpoint(cifar_smoke, tmp_path):
+    from ckd_tune.models import VisionModelSpec, save_vision_model
+
+    _, request = cifar_smoke
+    spec = VisionModelSpec("resnet14", 10)
+    save_vision_model(spec.build(1), spec, tmp_path / "t")
+    request = BenchRequest(**{**request.__dict__, "teacher": str(tmp_path / "t")})
+    loaded = get_bench("cifar10").prepare(request)
+    assert loaded.teacher.name == str(tmp_path / "t")
+    with pytest.raises(UserInputError, match="unknown CIFAR network"):
+        get_bench("cifar10").prepare(BenchRequest(**{**request.__dict__, "teacher": "vgg11"}))
+
+
+def test_missing_cifar_data(tmp_path):
+    request = BenchRequest(
+        bench="cifar10", profile="smoke", data_dir=tmp_path / "nope", cache_dir=tmp_path
+    )
+    with pytest.raises(DataNotFoundError):
+        get_bench("cifar10").prepare(request)
