@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import urllib.error
 from pathlib import Path
@@ -424,3 +425,20 @@ def test_staged_cifar10_jpeg() -> None:
     again = load_cifar("cifar10", data_dir=STAGED, val_size=100, train_size=200, test_size=100)
     assert again.fingerprint == data.fingerprint
     assert torch.equal(again.test.images, data.test.images)
+
+
+def test_crafted_pickle_cannot_run_code(tmp_path: Path) -> None:
+    """The torchvision-layout reader refuses pickles that reference callables."""
+    import pickle
+
+    from ckd_tune.data import cifar as cifar_mod
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, ("touch " + str(tmp_path / "pwned"),))
+
+    evil = tmp_path / "data_batch_1"
+    evil.write_bytes(pickle.dumps({"data": Exploit()}, protocol=2))
+    with pytest.raises(UserInputError, match="refusing to load"):
+        cifar_mod._load_pickle(evil)
+    assert not (tmp_path / "pwned").exists()

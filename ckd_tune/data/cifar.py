@@ -509,13 +509,34 @@ def _decode_files(files: list[str], chunk: int = 2048) -> Tensor:
 # ---- torchvision layout -------------------------------------------------------------------------
 
 
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickles plain data and numpy arrays only: a crafted file cannot run code."""
+
+    _ALLOWED = frozenset(
+        {
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+            ("_codecs", "encode"),  # how Python 3 pickles bytes at protocol 2
+        }
+    )
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(
+                f"refusing to load {module}.{name} (only arrays and plain data)"
+            )
+        return super().find_class(module, name)
+
+
 def _load_pickle(file: Path) -> dict:
-    """One official CIFAR pickle (``encoding="latin1"``, as torchvision reads it)."""
+    """One official CIFAR pickle (``encoding="latin1"``, as torchvision reads it), restricted."""
     if not file.is_file():
         raise _not_found(file, "file missing from the torchvision layout")
     try:
         with open(file, "rb") as f:
-            return pickle.load(f, encoding="latin1")
+            return _BatchUnpickler(f, encoding="latin1").load()
     except (pickle.UnpicklingError, EOFError, OSError, ValueError) as exc:
         raise UserInputError(f"{file}: not a readable CIFAR pickle ({exc})") from exc
 
