@@ -66,7 +66,10 @@ class LiveTeacher:
         self.model = model.eval()
 
     def __call__(self, batch: dict[str, Tensor]) -> Tensor:
-        with torch.inference_mode(), _autocast(batch["labels"].device):
+        device = batch["labels"].device
+        if next(self.model.parameters()).device != device:
+            self.model.to(device)  # once per process: follow the student onto its device
+        with torch.inference_mode(), _autocast(device):
             return logits_of(self.model(**model_inputs(batch))).float()
 
 
