@@ -21,8 +21,15 @@ class ProgressPrinter(Callback):
         self.method = method
         self.num_samples = num_samples
         self.interval = interval
-        self.stream = stream or sys.stdout
+        self._stream = stream  # None: sys.stdout as it is when printing
         self._last = 0.0
+
+    @property
+    def stream(self) -> TextIO:
+        return self._stream or sys.stdout
+
+    def __getstate__(self) -> dict[str, Any]:  # Ray pickles callbacks into its experiment state
+        return {**self.__dict__, "_stream": None}  # a stream (pytest's capture, ...) may not pickle
 
     def _line(self, trials: list[Trial], event: str = "") -> None:
         done = sum(t.status == Trial.TERMINATED for t in trials)

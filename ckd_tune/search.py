@@ -33,6 +33,7 @@ from ckd_tune.tracking import (
 log = logging.getLogger("ckd_tune")
 METRIC = "best_val_score"
 DEFAULT_METHODS = ("ckd", "kd", "annealing_kd", "none")
+INTERRUPTED = "interrupted; continue with the same command plus --resume"
 
 
 @dataclass
@@ -130,7 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--experiment", help="MLflow experiment name (default: ckd_tune/<bench>/<task>)")
     p.add_argument(
-        "--address", help="Ray cluster to join: 'auto' or ray://host:port (default: a local Ray)"
+        "--address",
+        help="Ray cluster to join: 'auto' (the one `ray start` runs on this machine), host:port "
+        "or ray://host:port (default: $RAY_ADDRESS if set, else a new local Ray for this sweep)",
     )
     p.add_argument(
         "--storage-path",
@@ -188,7 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     except UserInputError as err:
         print(f"ckd_tune.search: error: {err}", file=sys.stderr)
         return 2
-    return run(plan)
+    try:
+        return run(plan)
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside Ray Tune's graceful stop
+        print(INTERRUPTED, file=sys.stderr, flush=True)
+        return 130
 
 
 @dataclass
@@ -224,7 +231,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
     if len(set(methods)) != len(methods):
         raise UserInputError(f"--methods: a method is listed twice: {args.methods}")
     spaces = {
-        m: load_space(default_space_path(m, args.space_dir), bench=bench.name) for m in methods
+        m: load_space(default_space_path(m, args.space_dir), bench=bench.space_key) for m in methods
     }
     for name in ("num_samples", "max_epochs", "seeds", "max_concurrent"):
         value = getattr(args, name)
@@ -237,6 +244,18 @@ def make_plan(args: argparse.Namespace) -> Plan:
     data_dir = args.data_dir or bench.default_data_dir()
     if data_dir is not None and not Path(data_dir).is_dir():
         raise UserInputError(f"--data-dir: {data_dir} is not a directory")
+    if data_dir is not None and not any(Path(data_dir).iterdir()):
+        raise UserInputError(
+            f"--data-dir: {data_dir} is empty; point it at the {bench.name} data "
+            "(see --help), or leave it out to download"
+        )
+    for flag in ("teacher", "student"):
+        model = getattr(args, flag)
+        if model and model.startswith((".", "/", "~")) and not Path(model).expanduser().exists():
+            raise UserInputError(
+                f"--{flag}: {model} does not exist; give an existing model directory or a hub id"
+                + (", or leave --teacher out to fine-tune one" if flag == "teacher" else "")
+            )
     profile = bench.profiles[args.profile]
     device = _device(args)
     request = BenchRequest(
@@ -319,9 +338,66 @@ def check_tracking_uri(uri: str) -> None:
 def run(plan: Plan) -> int:
     """Prepare the bench, search each method, write the summary, print the table, run the report."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our ProgressPrinter replaces Ray's tables
+    # MLflow 3 prints two "View run" lines per finished run with an http:// tracking server
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     import ray
 
     logging.getLogger("ray.tune.execution.experiment_state").setLevel(logging.ERROR)
+    args = plan.args
+    print(
+        f"sweep {plan.sweep}: methods {', '.join(plan.methods)}, {plan.num_samples} trials each, "
+        f"up to {plan.epochs} epochs; MLflow: {redact(plan.tracking_uri)}",
+        flush=True,
+    )
+    # the bench first (data, teacher): its input errors come before Ray starts
+    try:
+        prepared = get_bench(plan.request.bench).prepare(plan.request)
+    except UserInputError as err:
+        print(f"ckd_tune.search: error: {err}", file=sys.stderr)
+        return 2
+    prepared.base_config = prepared.base_config.replace(seed=args.seed, epochs=plan.epochs)
+    _print_teacher(prepared)
+    try:
+        ray.init(
+            # "local": a fresh Ray of our own, not whatever `ray start` left on this machine
+            address=args.address or (None if os.environ.get("RAY_ADDRESS") else "local"),
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            configure_logging=True,
+            log_to_driver=args.verbose,
+        )
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        print(
+            f"ckd_tune.search: error: --address: cannot join the Ray cluster at {args.address}: {err}",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        _write_sweep_meta(plan)
+        experiment = args.experiment or prepared.experiment_name
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(plan.tracking_uri)
+        experiment_id = get_experiment_id(client, experiment, plan.sweep_dir.parent / "mlartifacts")
+        try:
+            summaries = [search_method(plan, prepared, m, experiment_id) for m in plan.methods]
+        except SweepInterrupted:
+            print(INTERRUPTED, file=sys.stderr, flush=True)
+            return 130
+        summary_run = write_summary(plan, prepared, summaries, client, experiment_id)
+        print_table(plan, summaries, experiment, experiment_id, summary_run)
+        if not args.no_report:
+            from ckd_tune.report import build_report
+
+            build_report(plan, prepared, summaries, client, experiment_id, summary_run)
+        client.set_terminated(summary_run, status="FINISHED")
+    finally:
+        ray.shutdown()
+    return 0
+
+
+def _write_sweep_meta(plan: Plan) -> None:
+    """``<sweep>/sweep.json`` (what ``--resume`` looks for); kept as first written."""
     args = plan.args
     plan.sweep_dir.mkdir(parents=True, exist_ok=True)
     meta_path = plan.sweep_dir / "sweep.json"
@@ -341,62 +417,20 @@ def run(plan: Plan) -> int:
             },
             meta_path,
         )
-    print(
-        f"sweep {plan.sweep}: methods {', '.join(plan.methods)}, {plan.num_samples} trials each, "
-        f"up to {plan.epochs} epochs; MLflow: {redact(plan.tracking_uri)}",
-        flush=True,
-    )
-    try:
-        ray.init(
-            address=args.address,
-            include_dashboard=False,
-            logging_level=logging.WARNING,
-            configure_logging=True,
-            log_to_driver=args.verbose,
-        )
-    except (ConnectionError, RuntimeError, ValueError) as err:
-        print(
-            f"ckd_tune.search: error: --address: cannot join the Ray cluster at {args.address}: {err}",
-            file=sys.stderr,
-        )
-        return 2
-    try:
-        try:
-            prepared = get_bench(plan.request.bench).prepare(plan.request)
-        except UserInputError as err:
-            print(f"ckd_tune.search: error: {err}", file=sys.stderr)
-            return 2
-        prepared.base_config = prepared.base_config.replace(seed=args.seed, epochs=plan.epochs)
-        _print_teacher(prepared)
-        experiment = args.experiment or prepared.experiment_name
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(plan.tracking_uri)
-        experiment_id = get_experiment_id(client, experiment, plan.sweep_dir.parent / "mlartifacts")
-        summaries = [search_method(plan, prepared, m, experiment_id) for m in plan.methods]
-        summary_run = write_summary(plan, prepared, summaries, client, experiment_id)
-        print_table(plan, summaries, experiment, experiment_id, summary_run)
-        if not args.no_report:
-            from ckd_tune.report import build_report
-
-            build_report(plan, prepared, summaries, client, experiment_id, summary_run)
-    finally:
-        ray.shutdown()
-    return 0
 
 
 def search_method(
     plan: Plan, prepared: PreparedBench, method: str, experiment_id: str
 ) -> MethodSummary:
-    """Run (or resume, or reuse the finished) search of one method."""
-    from optuna.samplers import RandomSampler, TPESampler
-    from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tuner
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-    from ray.tune.search import ConcurrencyLimiter
-    from ray.tune.search.optuna import OptunaSearch
+    """Run (or resume, or reuse the finished) search of one method.
+
+    Raises :class:`SweepInterrupted` if Ray Tune stopped before every trial ended (Ctrl-C).
+    """
+    from mlflow.tracking import MlflowClient
+    from ray.tune import CheckpointConfig, FailureConfig, RunConfig, Tuner
 
     from ckd_tune.progress import ProgressPrinter
-    from ckd_tune.tracking import MLflowTrialCallback
+    from ckd_tune.tracking import MLflowTrialCallback, discard_trial_runs
     from ckd_tune.trainable import make_trainable
 
     args = plan.args
@@ -404,7 +438,6 @@ def search_method(
     if done_path.is_file():
         print(f"{method}: search already finished in this sweep; reusing its results", flush=True)
         return MethodSummary(**cache.read_json(done_path))
-    space = plan.spaces[method]
     path = f"{plan.storage.rstrip('/')}/{method}"
     trainable = make_trainable(prepared, args.cpus_per_trial, args.gpus_per_trial)
     tags = {
@@ -417,9 +450,8 @@ def search_method(
         "seed": str(args.seed),
         "profile": args.profile,
     }
-    callbacks = [
-        MLflowTrialCallback(plan.tracking_uri, experiment_id, tags, max_epochs=plan.epochs)
-    ]
+    tracker = MLflowTrialCallback(plan.tracking_uri, experiment_id, tags, max_epochs=plan.epochs)
+    callbacks: list[Any] = [tracker]
     if not args.quiet:
         callbacks.append(ProgressPrinter(method, plan.num_samples))
     t0 = time.perf_counter()
@@ -429,39 +461,13 @@ def search_method(
             path, trainable=trainable, resume_unfinished=True, resume_errored=False
         )
     else:
-        sampler = (
-            TPESampler(
-                seed=args.seed,
-                n_startup_trials=max(2, plan.num_samples // 3),
-                multivariate=True,
-                group=True,
-            )
-            if args.searcher == "tpe"
-            else RandomSampler(seed=args.seed)
-        )
-        searcher = OptunaSearch(
-            space=space.define_by_run, metric=METRIC, mode="max", sampler=sampler
-        )
+        # an attempt killed before Ray saved its experiment state left runs of trials that
+        # this fresh search will not continue
+        discard_trial_runs(MlflowClient(plan.tracking_uri), experiment_id, plan.sweep, method)
         concurrent = args.max_concurrent or max(1, int(_cluster_cpus() // args.cpus_per_trial))
-        scheduler = (
-            ASHAScheduler(
-                time_attr="training_iteration",
-                max_t=plan.epochs,
-                grace_period=1,
-                reduction_factor=2,
-            )
-            if args.scheduler == "asha"
-            else FIFOScheduler()
-        )
         tuner = Tuner(
             trainable,
-            tune_config=TuneConfig(
-                metric=METRIC,
-                mode="max",
-                num_samples=plan.num_samples,
-                search_alg=ConcurrencyLimiter(searcher, max_concurrent=concurrent),
-                scheduler=scheduler,
-            ),
+            tune_config=tune_config(plan, method, concurrent),
             run_config=RunConfig(
                 name=method,
                 storage_path=plan.storage,
@@ -472,9 +478,75 @@ def search_method(
             ),
         )
     results = tuner.fit()
+    trials = saved_trials(results)
+    tracker.reconcile(trials)  # runs the callbacks missed (driver killed, trial ended unseen)
+    ended = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
+    if ended < max(len(trials), plan.num_samples):
+        raise SweepInterrupted(method, ended)
     summary = summarise(method, results, prepared, time.perf_counter() - t0)
     cache.write_json(asdict(summary), done_path)
     return summary
+
+
+def saved_trials(results: Any) -> list[Any]:
+    """The trials as Ray saved them for ``Tuner.restore`` (the experiment state on storage).
+
+    After Ctrl-C, Ray's in-memory trials read TERMINATED (its cleanup stops them) while the
+    saved state keeps them unfinished, which is what a resume continues, so this is the truth.
+    """
+    from ray.tune import ExperimentAnalysis
+
+    return ExperimentAnalysis(results.experiment_path, storage_filesystem=results.filesystem).trials
+
+
+class SweepInterrupted(Exception):
+    """Ray Tune stopped a method's search before all its trials ended (SIGINT / Ctrl-C)."""
+
+    def __init__(self, method: str, ended: int) -> None:
+        super().__init__(f"{method}: search interrupted after {ended} ended trials")
+        self.method = method
+
+
+def tune_config(plan: Plan, method: str, concurrent: int) -> Any:
+    """One method's ``TuneConfig``: Optuna (TPE or random) behind a ``ConcurrencyLimiter``,
+    and ASHA (or FIFO) on ``training_iteration`` = epochs."""
+    from optuna.samplers import RandomSampler, TPESampler
+    from ray.tune import TuneConfig
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    args = plan.args
+    sampler = (
+        TPESampler(
+            seed=args.seed,
+            n_startup_trials=max(2, plan.num_samples // 3),
+            multivariate=True,
+            group=True,
+        )
+        if args.searcher == "tpe"
+        else RandomSampler(seed=args.seed)
+    )
+    searcher = OptunaSearch(
+        space=plan.spaces[method].define_by_run, metric=METRIC, mode="max", sampler=sampler
+    )
+    scheduler = (
+        ASHAScheduler(
+            time_attr="training_iteration",
+            max_t=plan.epochs,
+            grace_period=1,
+            reduction_factor=2,
+        )
+        if args.scheduler == "asha"
+        else FIFOScheduler()
+    )
+    return TuneConfig(
+        metric=METRIC,
+        mode="max",
+        num_samples=plan.num_samples,
+        search_alg=ConcurrencyLimiter(searcher, max_concurrent=concurrent),
+        scheduler=scheduler,
+    )
 
 
 def _cluster_cpus() -> float:
@@ -559,21 +631,16 @@ def write_summary(
             "teacher.val_score", prepared.teacher.metrics["val"][prepared.data.main_metric], now, 0
         )
     ]
+    request = sweep_request(plan, prepared)  # what `python -m ckd_tune.report` rebuilds from
     existing = client.get_run(run_id).data.params
-    params = [
-        Param(k, v)
-        for k, v in {
-            "num_samples": str(plan.num_samples),
-            "epochs": str(plan.epochs),
-            "profile": plan.args.profile,
-        }.items()
-        if k not in existing
-    ]
+    params = [Param(k, str(v)) for k, v in request.items() if v is not None and k not in existing]
     client.log_batch(run_id, metrics=metrics, params=params)
     client.log_dict(
         run_id,
         {
             "sweep": plan.sweep,
+            "request": request,
+            "best_configs": {s.method: s.best_config for s in summaries if s.status == "ok"},
             "methods": [asdict(s) for s in summaries],
             "teacher": {"name": prepared.teacher.name, "metrics": prepared.teacher.metrics},
         },
@@ -581,6 +648,27 @@ def write_summary(
     )
     cache.write_json([asdict(s) for s in summaries], plan.sweep_dir / "summary.json")
     return run_id
+
+
+def sweep_request(plan: Plan, prepared: PreparedBench) -> dict[str, Any]:
+    """The settings that rebuild this sweep's bench (for a later ``python -m ckd_tune.report``)."""
+    request, args = plan.request, plan.args
+    return {
+        "bench": prepared.bench,
+        "task": prepared.task,
+        "profile": args.profile,
+        "data_dir": str(request.data_dir) if request.data_dir else None,
+        "teacher": request.teacher,
+        "student": request.student,
+        "cache_dir": str(request.cache_dir),
+        "seed": args.seed,
+        "epochs": plan.epochs,
+        "num_samples": plan.num_samples,
+        "searcher": args.searcher,
+        "scheduler": args.scheduler,
+        "methods": ",".join(plan.methods),
+        "sweep_dir": str(plan.sweep_dir),
+    }
 
 
 def _print_teacher(prepared: PreparedBench) -> None:

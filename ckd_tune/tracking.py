@@ -106,32 +106,85 @@ class MLflowTrialCallback(Callback):
     def __getstate__(self) -> dict[str, Any]:  # Ray pickles callbacks into its experiment state
         return {**self.__dict__, "_client": None}
 
-    def _run_id(self, trial: Trial) -> str:
-        if trial.trial_id in self._runs:
-            return self._runs[trial.trial_id]
-        key = {
+    def _key(self, trial: Trial) -> dict[str, str]:
+        return {
             "sweep": self.tags["sweep"],
             "method": self.tags["method"],
             "ray_trial_id": trial.trial_id,
         }
-        run_id = find_run(self.client, self.experiment_id, key)
+
+    def _create_run(self, trial: Trial) -> str:
+        seed = str(trial.config.get("seed", self.tags.get("seed", "")))
+        tags = {
+            **self.tags,
+            **self._key(trial),
+            "role": ROLE_TRIAL,
+            "seed": seed,
+            "mlflow.runName": str(trial),
+        }
+        run_id = self.client.create_run(self.experiment_id, tags=tags).info.run_id
+        params = [Param(k, str(v)) for k, v in sorted(trial.config.items())]
+        self.client.log_batch(run_id, params=params)
+        return run_id
+
+    def _run_id(self, trial: Trial) -> str:
+        if trial.trial_id in self._runs:
+            return self._runs[trial.trial_id]
+        run_id = find_run(self.client, self.experiment_id, self._key(trial))
         if run_id is None:
-            seed = str(trial.config.get("seed", self.tags.get("seed", "")))
-            tags = {
-                **self.tags,
-                **key,
-                "role": ROLE_TRIAL,
-                "seed": seed,
-                "mlflow.runName": str(trial),
-            }
-            run = self.client.create_run(self.experiment_id, tags=tags)
-            run_id = run.info.run_id
-            params = [Param(k, str(v)) for k, v in sorted(trial.config.items())]
-            self.client.log_batch(run_id, params=params)
+            run_id = self._create_run(trial)
         else:
             self.client.update_run(run_id, status="RUNNING")
         self._runs[trial.trial_id] = run_id
         return run_id
+
+    def reconcile(self, trials: list[Trial]) -> None:
+        """Make each trial's run match its final Ray status, creating missing runs.
+
+        After the driver was killed, Ray restores finished trials without calling the
+        callbacks again, so their runs may still say RUNNING (or be missing). Ended trials
+        become FINISHED / FAILED (with ``failure_reason``); trials left unfinished by an
+        interruption become KILLED until a resume picks them up again.
+        """
+        query = (
+            f"tags.sweep = '{self.tags['sweep']}' and tags.method = '{self.tags['method']}' "
+            f"and tags.role = '{ROLE_TRIAL}'"
+        )
+        runs = {
+            r.data.tags.get("ray_trial_id"): r
+            for r in self.client.search_runs([self.experiment_id], query, max_results=10000)
+        }
+        for trial in trials:
+            ended = trial.status in (Trial.TERMINATED, Trial.ERROR)
+            run = runs.get(trial.trial_id)
+            if run is None:
+                if not ended:
+                    continue  # never started: nothing to record yet
+                run_id = self._create_run(trial)
+                metrics = numeric_metrics(trial.last_result or {})
+                if metrics:
+                    step = int(trial.last_result.get("epoch", 0))
+                    now = int(time.time() * 1000)
+                    self.client.log_batch(
+                        run_id, metrics=[Metric(k, v, now, step) for k, v in metrics.items()]
+                    )
+                status, tags = "RUNNING", {}
+            else:
+                run_id, status, tags = run.info.run_id, run.info.status, run.data.tags
+            if trial.status == Trial.TERMINATED:
+                if "stopped_early" not in tags:
+                    stopped = (trial.last_result or {}).get("epoch", 0) < self.max_epochs
+                    self.client.set_tag(run_id, "stopped_early", str(bool(stopped)).lower())
+                if status != "FINISHED":
+                    self.client.set_terminated(run_id, status="FINISHED")
+            elif trial.status == Trial.ERROR:
+                if "failure_reason" not in tags:
+                    self.client.set_tag(run_id, "failure_reason", trial_error(trial)[:5000])
+                if status != "FAILED":
+                    self.client.set_terminated(run_id, status="FAILED")
+            elif status == "RUNNING":
+                self.client.set_terminated(run_id, status="KILLED")
+            self._runs.pop(trial.trial_id, None)
 
     def on_trial_start(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
@@ -161,6 +214,21 @@ class MLflowTrialCallback(Callback):
         reason = trial_error(trial)
         self.client.log_batch(run_id, tags=[RunTag("failure_reason", reason[:5000])])
         self.client.set_terminated(run_id, status="FAILED")
+
+
+def discard_trial_runs(client: MlflowClient, experiment_id: str, sweep: str, method: str) -> int:
+    """Delete (restorably) the trial runs of ``sweep``/``method``; returns how many.
+
+    A method's search that starts afresh (its earlier attempt was killed before Ray saved any
+    experiment state) gets new trial ids, so the earlier attempt's runs belong to no trial.
+    """
+    query = f"tags.sweep = '{sweep}' and tags.method = '{method}' and tags.role = '{ROLE_TRIAL}'"
+    runs = client.search_runs([experiment_id], query, max_results=10000)
+    for run in runs:
+        client.delete_run(run.info.run_id)
+    if runs:
+        log.warning("%s: discarded %d runs of an interrupted earlier attempt", method, len(runs))
+    return len(runs)
 
 
 def trial_error(trial: Trial) -> str:
