@@ -175,35 +175,17 @@ def prepare_glue(request: BenchRequest) -> PreparedBench:
 
 def _text_teacher(request: BenchRequest, profile: Profile, data: TaskData) -> Teacher:
     """Load ``--teacher`` (already fine-tuned), or fine-tune the profile's teacher once and cache it."""
-    device = torch.device(request.device)
     if request.teacher:
         spec = TextModelSpec(request.teacher, data.num_labels, pretrained_head=True)
-        model, fp, metrics, seconds, reused = spec.build(), spec.fingerprint(), {}, 0.0, True
+        model, fp, seconds, reused = spec.build(), spec.fingerprint(), 0.0, True
     else:
         spec = TextModelSpec(profile.teacher, data.num_labels)
-        config = _teacher_config(request, profile)
-        fp = cache.fingerprint(
-            "text-teacher", spec.fingerprint(), data.fingerprint, config.to_flat()
-        )
-
-        def build(tmp: Path) -> dict:
-            log.info(
-                "fine-tuning the teacher (%s) on %s: %d examples x %d epochs",
-                spec.name_or_path,
-                data.name,
-                len(data.train),
-                config.epochs,
-            )
-            model, metrics, seconds = fine_tune_teacher(data, spec.build, config, device=device)
-            model.save_pretrained(tmp, safe_serialization=True)
-            return {"metrics": metrics, "train_seconds": seconds, "model": spec.name_or_path}
-
-        directory, meta, reused = cached_teacher(
-            request.cache_dir, fp, build, ["model.safetensors"]
-        )
-        model = TextModelSpec(str(directory), data.num_labels, pretrained_head=True).build()
-        seconds = meta["train_seconds"]
-    logits = teacher_logits(model, data, request.cache_dir, fp, device=device)
+        model, fp, seconds, reused = _trained_teacher(
+            request, profile, data, spec, spec.fingerprint(), "model.safetensors",
+            save=lambda model, tmp: model.save_pretrained(tmp, safe_serialization=True),
+            load=lambda d: TextModelSpec(str(d), data.num_labels, pretrained_head=True).build(),
+        )  # fmt: skip
+    logits = teacher_logits(model, data, request.cache_dir, fp, device=torch.device(request.device))
     metrics = {
         split: data.metric(logits[split].numpy(), data.split(split).labels)
         for split in ("val", "test")
@@ -217,6 +199,37 @@ def _text_teacher(request: BenchRequest, profile: Profile, data: TaskData) -> Te
         train_seconds=seconds,
         reused=reused,
     )
+
+
+def _trained_teacher(
+    request: BenchRequest,
+    profile: Profile,
+    data: TaskData,
+    spec: Callable[[int], nn.Module],
+    spec_fingerprint: str,
+    weights_file: str,
+    *,
+    save: Callable[[nn.Module, Path], None],
+    load: Callable[[Path], nn.Module],
+) -> tuple[nn.Module, str, float, bool]:
+    """The profile's teacher trained on ``data`` once, cached by fingerprint.
+
+    Returns ``(model, fingerprint, training seconds, reused from cache)``.
+    """
+    config = _teacher_config(request, profile)
+    fp = cache.fingerprint("teacher", spec_fingerprint, data.fingerprint, config.to_flat())
+
+    def build(tmp: Path) -> dict:
+        log.info("training the teacher (%s) on %s: %d examples x %d epochs", profile.teacher,
+                 data.name, len(data.train), config.epochs)  # fmt: skip
+        model, metrics, seconds = fine_tune_teacher(
+            data, spec, config, device=torch.device(request.device)
+        )
+        save(model, tmp)
+        return {"metrics": metrics, "train_seconds": seconds}
+
+    directory, meta, reused = cached_teacher(request.cache_dir, fp, build, [weights_file])
+    return load(directory), fp, meta["train_seconds"], reused
 
 
 def _teacher_config(request: BenchRequest, profile: Profile) -> TrainConfig:
@@ -270,33 +283,15 @@ def prepare_cifar(request: BenchRequest) -> PreparedBench:
     teacher_path = Path(request.teacher).expanduser() if request.teacher else None
     if teacher_path is not None and teacher_path.exists():
         model, spec = load_vision_model(teacher_path)
-        fp, seconds, reused = (
-            cache.fingerprint("vision-teacher", str(teacher_path.resolve())),
-            0.0,
-            True,
-        )
+        fp = cache.fingerprint("teacher", cache.file_sha256(teacher_path / "model.pt"))
+        seconds, reused = 0.0, True
     else:
         spec = VisionModelSpec(request.teacher or profile.teacher, data.num_labels)
-        config = _teacher_config(request, profile)
-        fp = cache.fingerprint(
-            "vision-teacher", spec.fingerprint(), data.fingerprint, config.to_flat()
-        )
-
-        def build(tmp: Path) -> dict:
-            log.info(
-                "training the teacher (%s) on %s: %d images x %d epochs",
-                spec.arch,
-                data.name,
-                len(data.train),
-                config.epochs,
-            )
-            model, metrics, seconds = fine_tune_teacher(data, spec.build, config, device=device)
-            save_vision_model(model, spec, tmp)
-            return {"metrics": metrics, "train_seconds": seconds, "model": spec.arch}
-
-        directory, meta, reused = cached_teacher(request.cache_dir, fp, build, ["model.pt"])
-        model, _ = load_vision_model(directory)
-        seconds = meta["train_seconds"]
+        model, fp, seconds, reused = _trained_teacher(
+            request, profile, data, spec, spec.fingerprint(), "model.pt",
+            save=lambda model, tmp: save_vision_model(model, spec, tmp),
+            load=lambda d: load_vision_model(d)[0],
+        )  # fmt: skip
     model.to(device)
     metrics = {
         split: evaluate(model, data, split, batch_size=256, device=device)

@@ -7,6 +7,7 @@ stopping, one MLflow run per trial; then a sweep summary and the comparison repo
 from __future__ import annotations
 
 import argparse
+import base64
 import logging
 import math
 import os
@@ -24,9 +25,11 @@ from ckd_tune.methods import METHODS, get_method
 from ckd_tune.spaces import SearchSpace, default_space_path, load_space
 from ckd_tune.tracking import (
     ROLE_SUMMARY,
+    credentials_to_env,
     default_tracking_uri,
     find_run,
     get_experiment_id,
+    open_client,
     redact,
 )
 
@@ -272,7 +275,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
     output = args.output.expanduser().resolve()
     sweep = _sweep_name(args, output, task)
     sweep_dir = output / sweep
-    tracking_uri = args.tracking_uri or default_tracking_uri(Path.cwd())
+    # user:password@ of an http URI moves to MLflow's env variables: never printed or saved
+    tracking_uri = credentials_to_env(args.tracking_uri or default_tracking_uri(Path.cwd()))
     check_tracking_uri(tracking_uri)
     return Plan(
         args=args,
@@ -320,8 +324,13 @@ def check_tracking_uri(uri: str) -> None:
     """Raise UserInputError if the MLflow tracking URI cannot be used."""
     scheme = uri.split(":", 1)[0]
     if scheme in ("http", "https"):
+        request = urllib.request.Request(credentials_to_env(uri).rstrip("/") + "/health")
+        user, password = (os.environ.get(f"MLFLOW_TRACKING_{k}") for k in ("USERNAME", "PASSWORD"))
+        if user and password:
+            token = base64.b64encode(f"{user}:{password}".encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
         try:
-            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5) as response:
+            with urllib.request.urlopen(request, timeout=5) as response:
                 response.read()
         except OSError as err:
             raise UserInputError(
@@ -375,9 +384,7 @@ def run(plan: Plan) -> int:
     try:
         _write_sweep_meta(plan)
         experiment = args.experiment or prepared.experiment_name
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(plan.tracking_uri)
+        client = open_client(plan.tracking_uri)
         experiment_id = get_experiment_id(client, experiment, plan.sweep_dir.parent / "mlartifacts")
         try:
             summaries = [search_method(plan, prepared, m, experiment_id) for m in plan.methods]
@@ -510,12 +517,14 @@ class SweepInterrupted(Exception):
 def tune_config(plan: Plan, method: str, concurrent: int) -> Any:
     """One method's ``TuneConfig``: Optuna (TPE or random) behind a ``ConcurrencyLimiter``,
     and ASHA (or FIFO) on ``training_iteration`` = epochs."""
+    import optuna
     from optuna.samplers import RandomSampler, TPESampler
     from ray.tune import TuneConfig
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created" lines
     args = plan.args
     sampler = (
         TPESampler(
