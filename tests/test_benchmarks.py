@@ -1,0 +1,84 @@
+"""The benchmark runner's command line and its pure helpers (no benchmark is run here)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # benchmarks/ is a top-level package beside ckd_tune/, not installed
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.bench_search import Curve, compare_seed  # noqa: E402
+from benchmarks.common import MODES, Target  # noqa: E402
+from benchmarks.run import BENCHMARKS, build_parser, main  # noqa: E402
+from benchmarks.sweeps import EpochEvent, read_events  # noqa: E402
+
+
+def test_help_lists_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--quick", "--only", "--out", "--data-dir", "--cache-dir"):
+        assert flag in out
+
+
+def test_only_selects_in_registry_order_and_rejects_unknown_names(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = build_parser().parse_args(["--quick", "--only", "memory, logit_cache"])
+    assert args.quick and args.only == ["logit_cache", "memory"]
+    assert build_parser().parse_args([]).only == list(BENCHMARKS)
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["--only", "logit_cache,nope"])
+    assert exit_info.value.code == 2
+    assert "nope" in capsys.readouterr().err
+
+
+def test_list_names_every_benchmark(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--list"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in BENCHMARKS)
+    assert set(MODES) == {"quick", "full"}
+
+
+def test_target_direction() -> None:
+    assert Target("x", 0.96, 0.95).met and not Target("x", 0.9, 0.95).met
+    assert Target("x", 0.4, 0.5, higher_is_better=False).met
+    assert not Target("x", None, 0.5).met
+
+
+def _events(scores: list[float]) -> list[EpochEvent]:
+    return [
+        EpochEvent("t", i + 1, s, s, 100.0 + i, float(i + 1), None) for i, s in enumerate(scores)
+    ]
+
+
+def test_epochs_to_target_per_seed() -> None:
+    fast = Curve.of(_events([0.70, 0.80, 0.81, 0.81]))
+    slow = Curve.of(_events([0.60, 0.70, 0.75, 0.78, 0.806, 0.80]))
+    result = compare_seed({"tpe_asha": fast, "random_fifo": slow})
+    assert result["target"] == pytest.approx(0.805)
+    assert result["tpe_asha"]["trial_epochs_to_target"] == 3
+    assert result["random_fifo"]["trial_epochs_to_target"] == 5
+    assert result["epochs_ratio"] == pytest.approx(3 / 5)
+    never = compare_seed({"tpe_asha": Curve.of(_events([0.5, 0.6])), "random_fifo": slow})
+    assert not never["tpe_asha"]["reached"]
+    assert never["tpe_asha"]["trial_epochs_to_target"] == 2  # charged its whole budget
+
+
+def test_read_events_orders_all_trials_by_report_time(tmp_path: Path) -> None:
+    for trial, rows in {"a": [(103, 0.6), (105, 0.7)], "b": [(104, 0.65)]}.items():
+        path = tmp_path / "ray" / "ckd" / trial / "result.json"
+        path.parent.mkdir(parents=True)
+        lines = [
+            {"trial_id": trial, "epoch": i + 1, "best_val_score": s, "timestamp": t}
+            for i, (t, s) in enumerate(rows)
+        ]
+        path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    events = read_events(tmp_path)
+    assert [(e.trial_id, e.epoch) for e in events] == [("a", 1), ("b", 1), ("a", 2)]
