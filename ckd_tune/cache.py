@@ -63,10 +63,37 @@ def write_json(data: Any, path: Path) -> None:
     os.replace(f.name, path)
 
 
+def leftover_prefix(path: Path) -> str:
+    """The name prefix of the temporary files and directories that writers of ``path`` use."""
+    return f".{path.name}-"
+
+
+def remove_leftovers(path: Path) -> int:
+    """Delete what an interrupted writer of ``path`` left behind (``.<name>-*``); returns how many.
+
+    Call it holding :func:`locked` ``(path)``: every writer of ``path`` holds that lock while its
+    temporary file or directory exists, so any such entry seen under the lock is a dead
+    writer's (a process killed mid-write), never a live one's.
+    """
+    stale = sorted(path.parent.glob(leftover_prefix(path) + "*"))
+    for entry in stale:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+    if stale:
+        log.warning(
+            "removed %d half-written entries of an interrupted build of %s", len(stale), path
+        )
+    return len(stale)
+
+
 def save_tensors(tensors: dict[str, Tensor], path: Path) -> None:
     """Save tensors atomically, with a ``.sha256`` sidecar that :func:`load_tensors` checks."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as f:
+    with tempfile.NamedTemporaryFile(
+        dir=path.parent, prefix=leftover_prefix(path), suffix=".tmp", delete=False
+    ) as f:
         torch.save(tensors, f)
     digest = file_sha256(Path(f.name))
     os.replace(f.name, path)

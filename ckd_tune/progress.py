@@ -65,6 +65,17 @@ class ProgressPrinter(Callback):
             else "",
         )
 
+    def on_trial_recover(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
+        from ckd_tune.tracking import trial_error
+
+        self._line(
+            trials,
+            f" | {trial.trial_id} crashed ({trial_error(trial)[:120]}); retrying from its last "
+            "checkpoint",
+        )
+
     def on_trial_error(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:

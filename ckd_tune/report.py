@@ -1593,11 +1593,11 @@ def main(argv: list[str] | None = None) -> int:
 def _find_summary_run(args: argparse.Namespace) -> tuple[Any, str, Any]:
     from mlflow.tracking import MlflowClient
 
-    from ckd_tune.tracking import ROLE_SUMMARY, default_tracking_uri
+    from ckd_tune.tracking import ROLE_SUMMARY, credentials_to_env, default_tracking_uri
 
     if args.seeds is not None and args.seeds < 1:
         raise UserInputError(f"--seeds: must be >= 1, got {args.seeds}")
-    uri = args.tracking_uri or default_tracking_uri(Path.cwd())
+    uri = credentials_to_env(args.tracking_uri or default_tracking_uri(Path.cwd()))
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
         raise UserInputError(
             f"--tracking-uri: no MLflow database at {uri.removeprefix('sqlite:///')}"

@@ -51,9 +51,10 @@ def cached_teacher(
     """
     final = cache_dir / "teachers" / key
     with cache.locked(final):
+        cache.remove_leftovers(final)  # a build killed mid-way (its half-written temp dir)
         if cache.checked_dir(final, files):
             return final, cache.read_json(final / "meta.json"), True
-        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{key}-"))
+        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=cache.leftover_prefix(final)))
         try:
             meta = build(tmp)
             cache.publish_dir(tmp, final, files, meta)
@@ -97,6 +98,7 @@ def teacher_logits(
     """The teacher's logits on every split, read from the cache or computed once and cached."""
     path = cache_dir / "logits" / f"{teacher_fp}-{data.fingerprint}.pt"
     with cache.locked(path):
+        cache.remove_leftovers(path)
         cached = cache.load_tensors(path)
         if cached is not None and all(len(cached[s]) == len(data.split(s)) for s in SPLITS):
             return cached

@@ -7,13 +7,17 @@ first one RUNNING; :class:`MLflowTrialCallback` instead finds a trial's run by i
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
+import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
+from filelock import FileLock
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from ray.tune import Callback
@@ -33,6 +37,42 @@ def redact(uri: str) -> str:
         netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
         return urlunsplit(parts._replace(netloc=netloc))
     return uri
+
+
+def credentials_to_env(uri: str) -> str:
+    """``uri`` without its ``user:password@``, which goes to MLflow's own environment variables.
+
+    MLflow reads ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` for HTTP basic auth,
+    so the secret then lives only in this process's environment: not in the URI that is printed,
+    pickled into Ray's experiment state (the trial callback), written to sweep files or quoted
+    by MLflow's error messages. Other URIs are returned unchanged.
+    """
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not (parts.username or parts.password):
+        return uri
+    if parts.username:
+        os.environ["MLFLOW_TRACKING_USERNAME"] = unquote(parts.username)
+    if parts.password:
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = unquote(parts.password)
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def open_client(uri: str) -> MlflowClient:
+    """An ``MlflowClient`` whose store is ready; safe when several sweeps open one new database.
+
+    MLflow creates a new sqlite database's tables on first use without a lock, so two processes
+    opening the same fresh ``mlflow.db`` at once crash one of them ("table ... already exists").
+    Here the first use happens under an inter-process lock named after the database file.
+    """
+    if not uri.startswith("sqlite:"):
+        return MlflowClient(uri)
+    digest = hashlib.sha256(uri.encode()).hexdigest()[:16]
+    lock = Path(tempfile.gettempdir()) / f"ckd_tune-mlflow-{digest}.lock"
+    with FileLock(str(lock)):
+        return MlflowClient(uri)  # the client opens its store (creating the tables) right away
 
 
 def default_tracking_uri(directory: Path) -> str:
@@ -206,6 +246,14 @@ class MLflowTrialCallback(Callback):
         stopped = trial.last_result.get("epoch", 0) < self.max_epochs
         self.client.log_batch(run_id, tags=[RunTag("stopped_early", str(bool(stopped)).lower())])
         self.client.set_terminated(run_id, status="FINISHED")
+
+    def on_trial_recover(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
+        """A crashed trial that Ray retries from its checkpoint: same run, crash count tagged."""
+        tags = [RunTag("retries", str(trial.num_failures))]
+        tags.append(RunTag("last_crash", trial_error(trial)[:5000]))
+        self.client.log_batch(self._run_id(trial), tags=tags)
 
     def on_trial_error(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
