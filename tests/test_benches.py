@@ -170,3 +170,23 @@ def test_missing_cifar_data(tmp_path):
     )
     with pytest.raises(DataNotFoundError):
         get_bench("cifar10").prepare(request)
+
+
+@pytest.mark.slow
+def test_cifar_smoke_sweep_of_every_method_end_to_end(tmp_path):
+    """``python -m ckd_tune.search --bench cifar10`` on a synthetic ImageFolder, all methods, report."""
+    import subprocess
+    import sys
+
+    root = write_image_folder(tmp_path / "cifar")
+    cmd = [sys.executable, "-m", "ckd_tune.search", "--bench", "cifar10", "--profile", "smoke",
+           "--data-dir", str(root), "--cache-dir", str(tmp_path / "cache"),
+           "--output", str(tmp_path / "runs"), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db",
+           "--max-epochs", "1", "--seeds", "2", "--quiet"]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for method in METHODS:
+        assert any(line.startswith(method) for line in done.stdout.splitlines())
+    (report,) = (tmp_path / "runs").glob("cifar10-cifar10-smoke-*/report/report.md")
+    text = report.read_text()
+    assert all(method in text for method in METHODS)
