@@ -347,6 +347,9 @@ def check_tracking_uri(uri: str) -> None:
 def run(plan: Plan) -> int:
     """Prepare the bench, search each method, write the summary, print the table, run the report."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our ProgressPrinter replaces Ray's tables
+    # a failed trial's traceback stays in its error.txt and MLflow's failure_reason; the
+    # progress line names the error: no screenful of traceback per failed trial unless --verbose
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "1" if plan.args.verbose else "0")
     # MLflow 3 prints two "View run" lines per finished run with an http:// tracking server
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     import ray

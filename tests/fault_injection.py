@@ -3,19 +3,38 @@
 Ray unpickles a bench's ``build_student`` in every trial process and so imports this module by
 name there: tests using it put this directory on ``PYTHONPATH`` before Ray starts (worker
 processes inherit the driver's environment).
+
+``python -m fault_injection [--oom M,..] [--hang M,..] STATE_DIR -- SEARCH ARGS`` is the search
+CLI with the bench's student builder wrapped in :class:`TrainingFaults` (for tests that need a
+real driver process to kill or to read the stdout/stderr of).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import sys
+import time
+import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import torch
 from ray import tune
 from torch import nn
 
 CALLS_FILE = "calls.txt"
+HANG_SECONDS = 120  # a hung trial's wait for the test to kill it, at most
+
+
+def _trial() -> tuple[str | None, str | None]:
+    """``(method, trial_id)`` of the Ray Tune trial running here, ``(None, None)`` elsewhere
+    (e.g. a report re-run in a Ray task, or the driver saving the best student)."""
+    with warnings.catch_warnings():  # Ray warns outside a trial, then returns None
+        warnings.simplefilter("ignore")
+        context = tune.get_context()
+        return context.get_experiment_name(), context.get_trial_id()  # method = experiment name
 
 
 @dataclass(frozen=True)
@@ -34,8 +53,9 @@ class FaultyStudent:
     fail_trials: int = 1
 
     def __call__(self, seed: int) -> nn.Module:
-        context = tune.get_context()
-        method, trial_id = context.get_experiment_name(), context.get_trial_id()  # method = name
+        method, trial_id = _trial()
+        if trial_id is None:
+            return self.inner(seed)
         state = Path(self.state_dir)
         with open(state / CALLS_FILE, "a") as f:
             f.write(f"{method} {trial_id}\n")
@@ -64,3 +84,109 @@ def calls(state_dir: Path) -> list[tuple[str, str]]:
     if not path.is_file():
         return []
     return [tuple(line.split()) for line in path.read_text().splitlines() if line.strip()]
+
+
+@dataclass(frozen=True)
+class TrainingFaults:
+    """Wraps a student builder with faults that strike inside training, at epoch ``epoch``.
+
+    - ``oom``: every trial of these methods raises ``torch.OutOfMemoryError`` at the first
+      training step of epoch ``epoch`` (also when resumed from a checkpoint of an earlier epoch:
+      epochs count from the checkpoint's).
+    - ``hang``: the first trial of these methods to reach epoch ``epoch`` writes its process id
+      to ``<state_dir>/hang-<method>`` (``pid trial_id``) and sleeps, for a test to kill it;
+      retries and later trials run normally.
+
+    Outside a Ray Tune trial (report re-runs) the student is the plain one.
+    """
+
+    inner: Callable[[int], nn.Module]
+    state_dir: str
+    oom: tuple[str, ...] = ()
+    hang: tuple[str, ...] = ()
+    epoch: int = 2
+
+    def __call__(self, seed: int) -> nn.Module:
+        model = self.inner(seed)
+        method, trial_id = _trial()
+        if trial_id is None or method not in (*self.oom, *self.hang):
+            return model
+        seen = {"epoch": _checkpoint_epoch(), "training": False}
+
+        def before_forward(module: nn.Module, args: tuple) -> None:
+            if module.training and not seen["training"]:  # train() again: a new epoch
+                seen["epoch"] += 1
+            seen["training"] = module.training
+            if not module.training or seen["epoch"] < self.epoch:
+                return
+            if method in self.oom:
+                raise torch.OutOfMemoryError(
+                    f"CUDA out of memory. Tried to allocate 2.00 GiB (injected in trial "
+                    f"{trial_id} at epoch {seen['epoch']})"
+                )
+            if method in self.hang and self._claim(f"hang-{method}", f"{os.getpid()} {trial_id}"):
+                time.sleep(HANG_SECONDS)
+
+        model.register_forward_pre_hook(before_forward)
+        return model
+
+    def _claim(self, name: str, text: str) -> bool:
+        try:
+            fd = os.open(Path(self.state_dir) / name, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        return True
+
+
+def _checkpoint_epoch() -> int:
+    """The epoch of the checkpoint this trial resumes from (0 when it starts afresh)."""
+    from ckd_tune.trainable import STATE_FILE
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return 0
+    with checkpoint.as_directory() as directory:
+        state = torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=True)
+    return int(state["epoch"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The search CLI with every bench's student builder wrapped (see the module docstring)."""
+    from ckd_tune import search
+    from ckd_tune.benches import BENCHES
+
+    p = argparse.ArgumentParser(prog="python -m fault_injection")
+    p.add_argument("state_dir", type=Path)
+    p.add_argument(
+        "--oom", default="", help="comma-separated methods whose trials run out of memory"
+    )
+    p.add_argument("--hang", default="", help="comma-separated methods with one hanging trial")
+    p.add_argument("--epoch", type=int, default=2)
+    p.add_argument("search_args", nargs=argparse.REMAINDER)
+    args = p.parse_args(argv)
+    state = str(args.state_dir.resolve())
+    faults = {
+        "oom": tuple(filter(None, args.oom.split(","))),
+        "hang": tuple(filter(None, args.hang.split(","))),
+        "epoch": args.epoch,
+    }
+    for name, bench in list(BENCHES.items()):
+
+        def prepare(request, bench=bench):
+            prepared = bench.prepare(request)
+            recorded = FaultyStudent(prepared.build_student, state)  # records every build
+            prepared.build_student = TrainingFaults(recorded, state, **faults)
+            return prepared
+
+        BENCHES[name] = replace(bench, prepare=prepare)
+    search_args = args.search_args[1:] if args.search_args[:1] == ["--"] else args.search_args
+    return search.main(search_args)
+
+
+if __name__ == "__main__":
+    # import ourselves by name, so that what Ray pickles is fault_injection.X, not __main__.X
+    from fault_injection import main as _main
+
+    sys.exit(_main())
