@@ -990,45 +990,33 @@ def rerun(
     Returns a record with ``status`` ``"ok"`` (history, best epoch, val and test metrics,
     ``state``: the best weights on the CPU) or ``"failed"`` (non-finite loss; partial history).
     """
-    from ckd_tune.train import LiveTeacher, evaluate, train
+    from ckd_tune.train import evaluate, train
 
     config = TrainConfig.from_flat({**flat_config, "method": method, "seed": seed})
     metric = prepared.data.main_metric
     record: dict[str, Any] = {"method": method, "seed": seed, "status": "ok", "error": None}
     t0 = time.perf_counter()
+
+    def failed(error: str, history: list[dict[str, float]]) -> dict[str, Any]:
+        record.update(status="failed", error=error, history=list(history),
+                      seconds=time.perf_counter() - t0)  # fmt: skip
+        return record
+
     student = prepared.build_student(seed)
-    teacher = prepared.teacher_signal
-    if isinstance(teacher, LiveTeacher):  # a live teacher runs where the student does
-        teacher = LiveTeacher(teacher.model.to(device))
     try:
-        result = train(config, prepared.data, student, teacher, device=device)
+        result = train(config, prepared.data, student, prepared.teacher_signal, device=device)
     except NonFiniteLossError as err:
         partial = getattr(err, "result", None)
-        record.update(
-            status="failed",
-            error=str(err),
-            history=list(partial.history) if partial is not None else [],
-            seconds=time.perf_counter() - t0,
-        )
-        return record
+        return failed(str(err), partial.history if partial is not None else [])
     if result.best_state is None:  # e.g. a correlation metric of constant predictions (NaN)
-        record.update(
-            status="failed",
-            error=f"the validation {metric} was never a number",
-            history=list(result.history),
-            seconds=time.perf_counter() - t0,
-        )
-        return record
+        return failed(f"the validation {metric} was never a number", result.history)
     student.load_state_dict(result.best_state)
     test = evaluate(student, prepared.data, "test", batch_size=2 * config.batch_size, device=device)
     if not _is_number(test.get(metric)):
-        record.update(
-            status="failed",
-            error=f"the test {metric} is not a number ({test.get(metric)}; constant predictions?)",
-            history=list(result.history),
-            seconds=time.perf_counter() - t0,
+        return failed(
+            f"the test {metric} is not a number ({test.get(metric)}; constant predictions?)",
+            result.history,
         )
-        return record
     record.update(
         best_epoch=result.best_epoch,
         val_score=float(result.best_score),
