@@ -31,6 +31,8 @@ class TrainConfig:
     lr_schedule: str = "linear"  # "linear" (warmup + decay) | "step" (x0.1 at 50% and 75%)
     seed: int = 0
     num_threads: int = 1
+    # batch examples of similar length (text data: much less padding); False: plain shuffling
+    group_by_length: bool = True
     # vanilla KD (Hinton et al.)
     kd_alpha: float = 0.5
     kd_temperature: float = 4.0
@@ -58,6 +60,7 @@ class TrainConfig:
             self.lr_schedule in ("linear", "step"), "lr_schedule", "must be 'linear' or 'step'"
         )
         _require(self.num_threads >= 1, "num_threads", "must be >= 1")
+        _require(isinstance(self.group_by_length, bool), "group_by_length", "must be true or false")
         _require(0 <= self.kd_alpha <= 1, "kd_alpha", f"must be in [0, 1], got {self.kd_alpha}")
         _require(
             math.isfinite(self.kd_temperature) and self.kd_temperature > 0,

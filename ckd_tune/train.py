@@ -21,9 +21,10 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from transformers import get_linear_schedule_with_warmup
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from ckd_tune.config import TrainConfig
-from ckd_tune.data import TaskData
+from ckd_tune.data import TaskData, item_lengths
 from ckd_tune.errors import NonFiniteLossError
 from ckd_tune.methods import get_method
 
@@ -107,7 +108,7 @@ def train(
 
     steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
-    optimizer, scheduler = _optimizer(config, student, total_steps)
+    optimizer, scheduler = _optimizer(config, student, total_steps, device)
     phase2_epoch = method.phase2_epoch(config)
 
     start_epoch, history = 0, []
@@ -125,13 +126,7 @@ def train(
         if epoch == phase2_epoch and best_state is not None:
             student.load_state_dict(best_state)  # Annealing-KD: phase 2 starts from phase 1's best
         _seed_epoch(config.seed, epoch)
-        loader = DataLoader(
-            data.train,
-            batch_size=config.batch_size,
-            shuffle=True,
-            collate_fn=data.collate,
-            generator=torch.Generator().manual_seed(_epoch_seed(config.seed, epoch)),
-        )
+        loader = _train_loader(config, data, epoch)
         student.train()
         t0, loss_sum, seen, values = time.perf_counter(), 0.0, 0, {}
         for step, batch in enumerate(loader):
@@ -193,16 +188,23 @@ def predict(
     batch_size: int = 64,
     device: str | torch.device = "cpu",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Logits and labels of ``model`` on every item of ``dataset``, in dataset order."""
+    """Logits and labels of ``model`` on every item of ``dataset``, in dataset order.
+
+    Items with a recorded length are batched shortest first (less padding, same outputs).
+    """
     model.eval()
     device = torch.device(device)
+    lengths = item_lengths(dataset)
+    order = np.argsort(lengths, kind="stable") if lengths is not None else np.arange(len(dataset))
     logits, labels = [], []
-    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate):
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=order.tolist(), collate_fn=collate)
+    for batch in loader:
         batch = {k: v.to(device) for k, v in batch.items()}
         with _autocast(device):
             logits.append(logits_of(model(**model_inputs(batch))).float().cpu())
         labels.append(batch["labels"].cpu())
-    return torch.cat(logits).numpy(), torch.cat(labels).numpy()
+    restore = np.argsort(order)
+    return torch.cat(logits).numpy()[restore], torch.cat(labels).numpy()[restore]
 
 
 def evaluate(
@@ -220,13 +222,34 @@ def evaluate(
     return data.metric(logits, labels)
 
 
+def _train_loader(config: TrainConfig, data: TaskData, epoch: int) -> DataLoader:
+    """This epoch's shuffled training batches (of similar lengths with ``group_by_length``)."""
+    generator = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch))
+    lengths = item_lengths(data.train)
+    if config.group_by_length and lengths is not None:
+        sampler = LengthGroupedSampler(
+            config.batch_size, lengths=list(lengths), generator=generator
+        )
+        return DataLoader(
+            data.train, batch_size=config.batch_size, sampler=sampler, collate_fn=data.collate
+        )
+    return DataLoader(
+        data.train,
+        batch_size=config.batch_size,
+        shuffle=True,
+        collate_fn=data.collate,
+        generator=generator,
+    )
+
+
 def _optimizer(
-    config: TrainConfig, model: nn.Module, total_steps: int
+    config: TrainConfig, model: nn.Module, total_steps: int, device: torch.device
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     params = [p for p in model.parameters() if p.requires_grad]
+    fused = device.type in ("cpu", "cuda")  # one kernel per step instead of one per tensor op
     if config.optimizer == "adamw":
         optimizer: torch.optim.Optimizer = torch.optim.AdamW(
-            params, lr=config.lr, weight_decay=config.weight_decay
+            params, lr=config.lr, weight_decay=config.weight_decay, fused=fused
         )
     else:
         optimizer = torch.optim.SGD(
@@ -235,6 +258,7 @@ def _optimizer(
             momentum=config.momentum,
             weight_decay=config.weight_decay,
             nesterov=True,
+            fused=fused,
         )
     if config.lr_schedule == "linear":
         scheduler = get_linear_schedule_with_warmup(

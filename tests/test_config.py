@@ -65,6 +65,7 @@ def test_dict_defaults_are_not_shared() -> None:
         ({"optimizer": "adam"}, "optimizer"),
         ({"lr_schedule": "cosine"}, "lr_schedule"),
         ({"num_threads": 0}, "num_threads"),
+        ({"group_by_length": "yes"}, "group_by_length"),
         ({"kd_alpha": 1.5}, "kd_alpha"),
         ({"kd_alpha": -0.5}, "kd_alpha"),
         ({"kd_temperature": 0.0}, "kd_temperature"),

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from ckd_tune.config import TrainConfig
+from ckd_tune.data import SPLITS
 from ckd_tune.errors import NonFiniteLossError
 from ckd_tune.methods import METHODS
-from ckd_tune.train import CachedTeacher, LiveTeacher, evaluate, train
-from tests.conftest import TinyNet
+from ckd_tune.train import CachedTeacher, LiveTeacher, evaluate, predict, train
+from tests.conftest import TinyNet, make_points_task
 
 
 def _teacher(task) -> CachedTeacher:
@@ -27,6 +29,19 @@ def _student(seed: int = 0) -> TinyNet:
 def _config(**kw) -> TrainConfig:
     base = dict(method="ckd", lr=1e-2, batch_size=16, epochs=4, seed=3, t_max=4.0, margin=0.1)
     return TrainConfig(**{**base, **kw})
+
+
+def _with_lengths(task):
+    """``task`` whose splits record a length per item, as tokenised text splits do."""
+    rng = np.random.default_rng(0)
+    for split in SPLITS:
+        task.split(split).lengths = rng.integers(1, 64, len(task.split(split))).tolist()
+    return task
+
+
+@pytest.fixture
+def lengths_task():
+    return _with_lengths(make_points_task(n=1200))
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
@@ -64,8 +79,12 @@ def test_same_seed_same_numbers(points_task):
     assert [m["train_loss"] for m in a.history] != [m["train_loss"] for m in c.history]
 
 
-@pytest.mark.parametrize("method", ["ckd", "annealing_kd"])
-def test_resume_matches_uninterrupted_run(points_task, method):
+@pytest.mark.parametrize(
+    "method, lengths", [("ckd", False), ("annealing_kd", False), ("ckd", True)]
+)
+def test_resume_matches_uninterrupted_run(points_task, method, lengths):
+    if lengths:
+        points_task = _with_lengths(points_task)  # length-grouped batches resume exactly too
     config = _config(method=method)
     full = train(config, points_task, _student(), _teacher(points_task))
     saved = {}
@@ -83,6 +102,38 @@ def test_resume_matches_uninterrupted_run(points_task, method):
     assert resumed.best_score == full.best_score and resumed.best_epoch == full.best_epoch
     for k, v in full.best_state.items():
         assert torch.equal(v, resumed.best_state[k])
+
+
+@pytest.mark.parametrize("group", [True, False])
+def test_group_by_length_batches_similar_lengths(lengths_task, group):
+    lengths = np.asarray(lengths_task.train.lengths)
+    batches: list[list[int]] = []
+    collate = lengths_task.collate
+
+    def spy(items):
+        batches.append([it["index"] for it in items])
+        return collate(items)
+
+    lengths_task.collate = spy
+    config = _config(method="none", epochs=2, group_by_length=group)
+    train(config, lengths_task, _student())
+    per_epoch = -(-len(lengths) // config.batch_size)  # then the validation batches
+    val_batches = -(-len(lengths_task.val) // (2 * config.batch_size))
+    train_batches = batches[:per_epoch] + batches[per_epoch + val_batches :][:per_epoch]
+    for epoch in range(2):  # every example exactly once per epoch
+        epoch_batches = train_batches[epoch * per_epoch : (epoch + 1) * per_epoch]
+        assert sorted(i for b in epoch_batches for i in b) == list(range(len(lengths)))
+    spread = np.mean([np.ptp(lengths[b]) for b in train_batches])
+    assert (spread < 10) if group else (spread > 40)  # lengths 1..63, batches of 16
+
+
+def test_predict_keeps_dataset_order_when_batching_by_length(points_task):
+    model = _student(seed=5)
+    plain_logits, plain_labels = predict(model, points_task.val, points_task.collate, batch_size=4)
+    _with_lengths(points_task)
+    logits, labels = predict(model, points_task.val, points_task.collate, batch_size=4)
+    assert np.array_equal(labels, plain_labels) and np.array_equal(labels, points_task.val.labels)
+    assert np.allclose(logits, plain_logits, atol=1e-6)
 
 
 def test_nan_loss_stops_with_reason(points_task):

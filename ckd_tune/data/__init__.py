@@ -3,12 +3,13 @@
 ``train`` and ``val`` are carved from the official training data (seeded; ``val`` is what the
 search selects on); ``test`` is the official held-out split (GLUE dev, CIFAR test) that only the
 report evaluates on. Items are dicts with the model inputs, ``labels`` and ``index`` (the item's
-position in its split, used to look up cached teacher logits).
+position in its split, used to look up cached teacher logits). Text splits also carry
+``lengths`` (tokens per item), which the training loop uses to batch similar lengths together.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,3 +39,8 @@ class TaskData:
         if name not in SPLITS:
             raise ValueError(f"split: must be one of {SPLITS}, got {name!r}")
         return getattr(self, name)
+
+
+def item_lengths(dataset: Dataset) -> Sequence[int] | None:
+    """Each item's length in tokens when ``dataset`` records it (text splits), else ``None``."""
+    return getattr(dataset, "lengths", None)

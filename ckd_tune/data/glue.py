@@ -431,7 +431,8 @@ class TokenizedSplit(Dataset):
     ``token_type_ids`` where the tokenizer gives them) as lists, ``labels`` and ``index``.
 
     ``labels`` is also available as a numpy array (int64, or float32 for regression) for metrics,
-    and ``rows`` gives each item's row position in the official file it was drawn from.
+    ``rows`` gives each item's row position in the official file it was drawn from and
+    ``lengths`` each item's number of tokens (the training loop batches similar lengths).
     """
 
     def __init__(self, items: list[dict[str, Any]], rows: np.ndarray, regression: bool) -> None:
@@ -439,6 +440,7 @@ class TokenizedSplit(Dataset):
         self.rows = rows  # each item's row position in the official split it was drawn from
         dtype = np.float32 if regression else np.int64
         self.labels: np.ndarray = np.array([item["labels"] for item in items], dtype=dtype)
+        self.lengths: list[int] = [len(item["input_ids"]) for item in items]
 
     def __len__(self) -> int:
         return len(self.items)
