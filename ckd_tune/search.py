@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--profile",
         default="quick",
-        choices=["smoke", "quick", "paper"],
+        choices=sorted({name for bench in BENCHES.values() for name in bench.profiles}),
         help="run size: smoke (tests, < 1 min), quick (CPU laptop, ~30 min), paper (GPUs)",
     )
     p.add_argument("--num-samples", type=int, help="trials per method (default: the profile's)")
@@ -259,6 +259,11 @@ def make_plan(args: argparse.Namespace) -> Plan:
                 f"--{flag}: {model} does not exist; give an existing model directory or a hub id"
                 + (", or leave --teacher out to fine-tune one" if flag == "teacher" else "")
             )
+    if args.profile not in bench.profiles:
+        raise UserInputError(
+            f"--profile: {args.profile!r} is not a {bench.name} profile; "
+            f"choose from {sorted(bench.profiles)}"
+        )
     profile = bench.profiles[args.profile]
     device = _device(args)
     request = BenchRequest(

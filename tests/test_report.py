@@ -35,6 +35,7 @@ from ckd_tune.report import (
     search_trace,
     verdict,
 )
+from ckd_tune.report.cli import _find_summary_run as find_summary_run
 from ckd_tune.search import MethodSummary, write_summary
 from ckd_tune.teacher import Teacher
 from ckd_tune.train import CachedTeacher, evaluate
@@ -523,9 +524,9 @@ def test_latest_summary_run_is_chosen(built):
     for i, sweep in enumerate(("old", "new")):
         built.client.create_run(exp, start_time=1_000 + i, tags={"sweep": sweep, "role": "summary"})
     args = Namespace(experiment="two-sweeps", tracking_uri=built.uri, sweep=None, seeds=None)
-    assert report._find_summary_run(args)[2].data.tags["sweep"] == "new"
+    assert find_summary_run(args)[2].data.tags["sweep"] == "new"
     args.sweep = "old"
-    assert report._find_summary_run(args)[2].data.tags["sweep"] == "old"
+    assert find_summary_run(args)[2].data.tags["sweep"] == "old"
 
 
 def test_cli_rebuilds_the_sweep_from_mlflow(built, monkeypatch, capsys):

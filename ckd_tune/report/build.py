@@ -1,0 +1,417 @@
+"""Orchestration: :func:`make_report` re-runs every best configuration over the seeds, analyses,
+plots and writes ``report.md``, ``results.json``, the PNGs and the best students, and logs them to
+MLflow; :func:`build_report` calls it at the end of ``ckd_tune.search``. Also the MLflow reads and
+writes around it and the description of the student and the machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, is_dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ckd_tune.report.formatting import redact_uri, seed_list
+from ckd_tune.report.markdown import render_markdown
+from ckd_tune.report.plots import (
+    PLOTS,
+    plot_schedules,
+    plot_search,
+    plot_test_scores,
+    plot_val_curves,
+)
+from ckd_tune.report.reruns import _log_rerun, run_reruns
+from ckd_tune.report.results import analyse, schedule_curves, search_trace
+from ckd_tune.report.students import STUDENT_JSON, save_student
+
+if TYPE_CHECKING:
+    from ckd_tune.benches import PreparedBench
+
+
+@dataclass
+class ReportSetup:
+    """What a report needs besides the bench and the summaries (built from a Plan or from MLflow)."""
+
+    sweep: str
+    report_dir: Path
+    seed: int  # the sweep's seed; re-runs use seed, seed + 1, ..., seed + seeds - 1
+    seeds: int
+    epochs: int
+    profile: str = ""
+    num_samples: int | None = None
+    searcher: str | None = None
+    scheduler: str | None = None
+    experiment_id: str | None = None
+    summary_run: str | None = None
+    tracking_uri: str | None = None
+    device: str = "cpu"
+    cpus_per_run: float = 1.0
+    gpus_per_run: float = 0.0
+
+
+def build_report(
+    plan: Any,
+    prepared: PreparedBench,
+    summaries: Sequence[Any],
+    client: Any,
+    experiment_id: str,
+    summary_run: str | None,
+) -> dict[str, Any]:
+    """The report at the end of ``ckd_tune.search`` (a :class:`ckd_tune.search.Plan`); see make_report."""
+    args = plan.args
+    setup = ReportSetup(
+        sweep=plan.sweep,
+        report_dir=Path(plan.sweep_dir) / "report",
+        seed=int(args.seed),
+        seeds=int(plan.seeds),
+        epochs=int(plan.epochs),
+        profile=args.profile,
+        num_samples=plan.num_samples,
+        searcher=getattr(args, "searcher", None),
+        scheduler=getattr(args, "scheduler", None),
+        experiment_id=experiment_id,
+        summary_run=summary_run,
+        tracking_uri=plan.tracking_uri,
+        device=plan.request.device,
+        cpus_per_run=float(args.cpus_per_trial),
+        gpus_per_run=float(args.gpus_per_trial or 0.0),
+    )
+    return make_report(setup, prepared, summaries, client)
+
+
+class _Collector:
+    """Receives re-run records in the driver: logs each to MLflow, keeps only each method's best state."""
+
+    def __init__(self, total: int, log_one: Callable[[dict[str, Any]], str | None], metric: str):
+        self.records: dict[str, list[dict[str, Any]]] = {}
+        self.best: dict[str, dict[str, Any]] = {}
+        self.total, self.done = total, 0
+        self.log_one = log_one
+        self.metric = metric
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        state = record.pop("state", None)
+        record["run_id"] = self.log_one(record)
+        self.records.setdefault(record["method"], []).append(record)
+        self.done += 1
+        method, seed = record["method"], record["seed"]
+        if record["status"] == "ok":
+            print(
+                f"report: {method} seed {seed}: test {self.metric} {record['test_score']:.4f} "
+                f"(val {record['val_score']:.4f}, best epoch {record['best_epoch']}) "
+                f"[{self.done}/{self.total}]",
+                flush=True,
+            )
+            best = self.best.get(method)
+            key = (record["val_score"], -seed)
+            if best is None or key > (best["record"]["val_score"], -best["record"]["seed"]):
+                self.best[method] = {"record": record, "state": state}
+        else:
+            print(
+                f"report: {method} seed {seed}: FAILED ({str(record['error'])[:160]}) "
+                f"[{self.done}/{self.total}]",
+                flush=True,
+            )
+
+
+def make_report(
+    setup: ReportSetup,
+    prepared: PreparedBench,
+    summaries: Sequence[Any],
+    client: Any = None,
+) -> dict[str, Any]:
+    """Re-run, analyse, plot and write ``report.md``, ``results.json`` and the PNGs; return the results.
+
+    ``summaries``: :class:`ckd_tune.search.MethodSummary` objects (or their dicts). ``client``: an
+    ``MlflowClient`` (with ``setup.experiment_id``) to log re-runs into and to read the trial runs
+    from; ``None`` skips MLflow.
+    """
+    from ckd_tune.tracking import ROLE_RERUN
+
+    t0 = time.perf_counter()
+    summaries = [asdict(s) if is_dataclass(s) else dict(s) for s in summaries]
+    report_dir = Path(setup.report_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(report_dir / "models", ignore_errors=True)  # an earlier report's students
+    metric = prepared.data.main_metric
+    seeds = [setup.seed + i for i in range(setup.seeds)]
+    configs = {
+        s["method"]: dict(s["best_config"])
+        for s in summaries
+        if s["status"] == "ok" and s.get("best_config")
+    }
+    failed = [s["method"] for s in summaries if s["method"] not in configs]
+    if failed:
+        print(f"report: no re-runs for {', '.join(failed)} (every search trial failed)", flush=True)
+    jobs = [(m, configs[m], seed) for seed in seeds for m in configs]
+    mlflow_on = client is not None and setup.experiment_id is not None
+    tags = {
+        "role": ROLE_RERUN,
+        "sweep": setup.sweep,
+        "bench": prepared.bench,
+        "task": prepared.task,
+        "profile": setup.profile,
+    }
+    if setup.summary_run:
+        tags["mlflow.parentRunId"] = setup.summary_run
+    if mlflow_on:
+        _delete_old_reruns(client, setup.experiment_id, setup.sweep)
+
+    def log_one(record: dict[str, Any]) -> str | None:
+        if not mlflow_on:
+            return None
+        return _log_rerun(
+            client, setup.experiment_id, tags, record, configs[record["method"]], metric
+        )
+
+    print(
+        f"report: re-training {len(configs)} best configs x {len(seeds)} seeds "
+        f"({seed_list(seeds)}), scoring on the test split",
+        flush=True,
+    )
+    collector = _Collector(len(jobs), log_one, metric)
+    run_reruns(
+        prepared,
+        jobs,
+        collector,
+        device=setup.device,
+        cpus=setup.cpus_per_run,
+        gpus=setup.gpus_per_run,
+    )
+
+    teacher = {
+        "name": prepared.teacher.name,
+        "val": _get(prepared.teacher.metrics, "val", metric),
+        "test": _get(prepared.teacher.metrics, "test", metric),
+    }
+    results = analyse(
+        summaries,
+        collector.records,
+        metric=metric,
+        teacher=teacher,
+        base_config=prepared.base_config.to_flat(),
+    )
+    for method, best in collector.best.items():
+        results["methods"][method]["model"] = _save_best(
+            prepared, best, report_dir / "models" / method, setup, metric
+        )
+    for m in results["methods"].values():
+        m.setdefault("model", None)
+
+    traces = _search_traces(client, setup, list(results["methods"])) if mlflow_on else {}
+    schedules = schedule_curves(configs)
+    results.update(
+        sweep=setup.sweep,
+        generated=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        setup={
+            "bench": prepared.bench,
+            "task": prepared.task,
+            "profile": setup.profile,
+            "methods": [s["method"] for s in summaries],
+            "seeds": seeds,
+            "num_samples": setup.num_samples,
+            "epochs": setup.epochs,
+            "searcher": setup.searcher,
+            "scheduler": setup.scheduler,
+            "student": describe_student(prepared),
+            "machine": machine_info(),
+            "rerun_resources": {
+                "cpus": setup.cpus_per_run,
+                "gpus": setup.gpus_per_run,
+                "device": setup.device,
+            },
+            "experiment_id": setup.experiment_id,
+            "summary_run": setup.summary_run,
+            "tracking_uri": redact_uri(setup.tracking_uri),
+            "report_dir": str(report_dir),
+        },
+        schedules=schedules,
+        search_traces=traces,
+        plots=dict(PLOTS),
+    )
+    write_plots(results, report_dir)
+    results["setup"]["report_seconds"] = time.perf_counter() - t0
+    (report_dir / "report.md").write_text(render_markdown(results))
+    _write_json(results, report_dir / "results.json")
+    if mlflow_on and setup.summary_run:
+        _log_summary(client, setup.summary_run, results, report_dir)
+    print(f"report: {results['verdict']}", flush=True)
+    print(f"report: {report_dir / 'report.md'}", flush=True)
+    return results
+
+
+def write_plots(results: Mapping[str, Any], report_dir: Path) -> None:
+    """The four PNGs of a results dict into ``report_dir``."""
+    metric = results["metric"]
+    methods = results["methods"]
+    teacher = results.get("teacher") or {}
+    curves = {
+        name: [
+            [h["val_score"] for h in r.get("history", []) if "val_score" in h]
+            for r in m["seeds"]
+            if r["status"] == "ok"
+        ]
+        for name, m in methods.items()
+        if m["status"] != "failed"
+    }
+    plot_val_curves(curves, report_dir / PLOTS["val_curves"], metric=metric)
+    plot_schedules(results.get("schedules", {}), report_dir / PLOTS["schedules"])
+    plot_search(results.get("search_traces", {}), report_dir / PLOTS["search"], metric=metric)
+    plot_test_scores(
+        {name: m["test"]["values"] for name, m in methods.items()},
+        report_dir / PLOTS["test_scores"],
+        metric=metric,
+        teacher=teacher.get("test"),
+        failed=[n for n, m in methods.items() if m["status"] == "failed"],
+    )
+
+
+def _save_best(
+    prepared: PreparedBench,
+    best: Mapping[str, Any],
+    directory: Path,
+    setup: ReportSetup,
+    metric: str,
+) -> dict[str, Any]:
+    record = best["record"]
+    model = prepared.build_student(record["seed"])
+    model.load_state_dict(best["state"])
+    info = {
+        "method": record["method"],
+        "seed": record["seed"],
+        "sweep": setup.sweep,
+        "bench": prepared.bench,
+        "task": prepared.task,
+        "metric": metric,
+        "best_epoch": record["best_epoch"],
+        "val_score": record["val_score"],
+        "test_score": record["test_score"],
+        "test": record["test"],
+        "run_id": record.get("run_id"),
+    }
+    save_student(model.cpu(), directory, prepared.build_student, info)
+    meta = json.loads((directory / STUDENT_JSON).read_text())
+    return {
+        "path": str(directory),
+        "format": meta["format"],
+        "seed": record["seed"],
+        "val_score": record["val_score"],
+        "test_score": record["test_score"],
+        "parameters": int(sum(p.numel() for p in model.parameters())),
+    }
+
+
+def _log_summary(client: Any, run_id: str, results: Mapping[str, Any], report_dir: Path) -> None:
+    """The report files as artifacts (folder ``report``) and test statistics as metrics."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    metrics = []
+    for name, m in results["methods"].items():
+        for key in ("mean", "std", "ci_low", "ci_high"):
+            if m["test"][key] is not None:
+                metrics.append(Metric(f"{name}.test_{key}", m["test"][key], now, 0))
+        metrics.append(Metric(f"{name}.test_seeds", m["test"]["n"], now, 0))
+    for name, c in results["comparisons"].get(results["baseline"], {}).items():
+        for key in ("mean_diff", "p_paired", "p_welch"):
+            if c[key] is not None:
+                metrics.append(Metric(f"{name}.vs_{c['baseline']}.{key}", c[key], now, 0))
+    if results["teacher"].get("test") is not None:
+        metrics.append(Metric("teacher.test_score", results["teacher"]["test"], now, 0))
+    client.log_batch(run_id, metrics=metrics[:1000])
+    for name in ["report.md", "results.json", *PLOTS.values()]:
+        client.log_artifact(run_id, str(report_dir / name), "report")
+
+
+def _delete_old_reruns(client: Any, experiment_id: str, sweep: str) -> None:
+    from ckd_tune.tracking import ROLE_RERUN
+
+    query = f"tags.sweep = '{sweep}' and tags.role = '{ROLE_RERUN}'"
+    old = client.search_runs([experiment_id], filter_string=query, max_results=10_000)
+    for run in old:
+        client.delete_run(run.info.run_id)
+    if old:
+        print(f"report: replacing {len(old)} re-run(s) of an earlier report of {sweep}", flush=True)
+
+
+def _search_traces(client: Any, setup: ReportSetup, methods: Sequence[str]) -> dict[str, list]:
+    """Per method: the search trace (:func:`search_trace`) from the sweep's MLflow trial runs."""
+    from ckd_tune.tracking import ROLE_TRIAL
+
+    traces = {}
+    for method in methods:
+        query = (
+            f"tags.sweep = '{setup.sweep}' and tags.role = '{ROLE_TRIAL}' "
+            f"and tags.method = '{method}'"
+        )
+        runs = client.search_runs(
+            [setup.experiment_id],
+            filter_string=query,
+            max_results=10_000,
+            order_by=["attributes.start_time ASC"],
+        )
+        trials = [
+            [
+                (m.timestamp, m.step, m.value)
+                for m in client.get_metric_history(r.info.run_id, "best_val_score")
+            ]
+            for r in runs
+        ]
+        traces[method] = search_trace(trials)
+    return traces
+
+
+def describe_student(prepared: PreparedBench) -> str:
+    """A short description of the bench's student."""
+    from ckd_tune.models import TextModelSpec
+
+    spec = prepared.build_student
+    if isinstance(spec, TextModelSpec):
+        layers = f", first {spec.num_layers} layers" if spec.num_layers else ""
+        return f"{spec.name_or_path}{layers}"
+    model = spec(0)
+    params = sum(p.numel() for p in model.parameters())
+    return f"{type(model).__name__} ({params:,} parameters)"
+
+
+def machine_info() -> dict[str, Any]:
+    """Where the report ran: platform, CPUs, GPUs, versions, and the Ray cluster if one is up."""
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpus": os.cpu_count(),
+        "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+    }
+    try:
+        import ray
+
+        if ray.is_initialized():
+            res = ray.cluster_resources()
+            info["ray"] = {
+                "nodes": len([n for n in ray.nodes() if n.get("Alive")]),
+                "CPU": res.get("CPU"),
+                "GPU": res.get("GPU", 0),
+            }
+    except Exception:  # machine info must never break the report
+        pass
+    return info
+
+
+def _write_json(data: Any, path: Path) -> None:
+    """JSON atomically, keys in insertion order (methods stay in the sweep's order)."""
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
+        json.dump(data, f, indent=2, default=str)
+    os.replace(f.name, path)
+
+
+def _get(metrics: Mapping[str, Any], split: str, metric: str) -> float | None:
+    value = (metrics or {}).get(split, {}).get(metric)
+    return float(value) if value is not None else None

@@ -1,0 +1,256 @@
+"""Markdown (pure): :func:`render_markdown` turns a results dict into ``report.md``, with the
+number and cell formatting helpers that only the report's tables use."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from ckd_tune.report.formatting import seed_list, signed
+from ckd_tune.report.stats import format_p, short_verdict
+from ckd_tune.report.students import STUDENT_JSON, WEIGHTS_FILE
+
+
+def render_markdown(results: Mapping[str, Any]) -> str:
+    """The report as markdown, from a results dict (as written to ``results.json``)."""
+    setup = results["setup"]
+    metric = results["metric"]
+    methods = results["methods"]
+    teacher = results.get("teacher") or {}
+    baseline, finetune = results["baseline"], results["finetune"]
+    vs_base = results["comparisons"].get(baseline, {})
+    vs_ft = results["comparisons"].get(finetune, {})
+    machine = setup.get("machine", {})
+    lines: list[str] = [f"# KD comparison report: {results['sweep']}", ""]
+    lines += [f"**Verdict:** {results['verdict']}", ""]
+
+    lines += ["## Setup", ""]
+    gpus = ", ".join(machine.get("gpus") or []) or "none"
+    ray_info = machine.get("ray")
+    lines += [
+        f"- **Bench / task:** {setup['bench']} / {setup['task']} (profile `{setup['profile']}`); "
+        f"test metric: **{metric}** on the held-out test split (never used for selection)",
+        f"- **Teacher:** {teacher.get('name', 'n/a')} (val {metric} {_num(teacher.get('val'))}, "
+        f"test {metric} {_num(teacher.get('test'))})",
+        f"- **Student:** {setup.get('student', 'n/a')}",
+        f"- **Search budget per method:** {setup.get('num_samples') or 'n/a'} trials "
+        f"(searcher {setup.get('searcher') or 'n/a'}, scheduler {setup.get('scheduler') or 'n/a'}), "
+        f"up to {setup.get('epochs')} epochs each; best configuration chosen by validation "
+        f"{metric}",
+        f"- **Re-runs:** {len(setup['seeds'])} seeds per method ({seed_list(setup['seeds'])}, "
+        "the same for every method, paired by seed), full epochs, best-validation-epoch weights "
+        "scored on the test split",
+        f"- **Machine:** {machine.get('platform', 'n/a')}; {machine.get('cpus', 'n/a')} CPUs; "
+        f"GPUs: {gpus}; torch {machine.get('torch', 'n/a')}"
+        + (
+            f"; Ray cluster: {ray_info.get('nodes')} node(s), {ray_info.get('CPU')} CPUs, "
+            f"{ray_info.get('GPU') or 0} GPUs"
+            if ray_info
+            else ""
+        ),
+        (
+            f"- **MLflow:** experiment id {setup['experiment_id']}, summary run "
+            f"{setup.get('summary_run') or 'n/a'} (re-runs are tagged `role=rerun`)"
+            if setup.get("experiment_id")
+            else "- **MLflow:** not used"
+        ),
+        "",
+    ]
+
+    lines += ["## Results", ""]
+    lines += [
+        f"Test {metric} over the re-run seeds: mean ± sample std, Student-t 95% CI of the mean; "
+        f"Δ = mean paired difference to {finetune} (plain fine-tuning, the gain from distillation) "
+        f"and to {baseline} (vanilla KD); * marks a significant difference (see below).",
+        "",
+        f"| method | status | best val {metric} (search) | test {metric} mean ± std | 95% CI | "
+        f"seeds ok / run | Δ vs {finetune} | Δ vs {baseline} |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    if teacher:
+        lines.append(
+            f"| teacher | - | {_num(teacher.get('val'))} | {_num(teacher.get('test'))} | - | - | "
+            f"{_delta_teacher(teacher.get('test'), methods.get(finetune))} | - |"
+        )
+    for name, m in methods.items():
+        test = m["test"]
+        run = len(m["seeds"])
+        if m["status"] == "failed":
+            lines.append(
+                f"| {name} | **FAILED** (every search trial failed) | - | FAILED | - | 0 / 0 | - | - |"
+            )
+            continue
+        status = "ok" if m["status"] == "ok" else "**all re-runs failed**"
+        mean_std = (
+            "-"
+            if test["mean"] is None
+            else f"{_num(test['mean'])} ± {_num(test['std'])}"
+            if test["std"] is not None
+            else f"{_num(test['mean'])} (1 seed)"
+        )
+        ci = (
+            f"[{_num(test['ci_low'])}, {_num(test['ci_high'])}]"
+            if test["ci_low"] is not None
+            else "n/a (n < 2)"
+        )
+        lines.append(
+            f"| {name} | {status} | {_num(m['search']['best_val_score'])} | {mean_std} | {ci} | "
+            f"{test['n']} / {run} | {_delta(vs_ft.get(name), name == finetune)} | "
+            f"{_delta(vs_base.get(name), name == baseline)} |"
+        )
+    lines.append("")
+    failed_seeds = {n: m["failed_seeds"] for n, m in methods.items() if m["failed_seeds"]}
+    if failed_seeds:
+        lines += [
+            "Failed re-runs (non-finite loss or a crash; excluded from the statistics): "
+            + "; ".join(f"{n}: seeds {seed_list(s)}" for n, s in failed_seeds.items()),
+            "",
+        ]
+    lines += ["### Best configurations (changes from the bench defaults)", ""]
+    for name, m in methods.items():
+        if m["status"] == "failed":
+            lines.append(f"- **{name}**: FAILED, no configuration")
+        else:
+            changes = ", ".join(f"`{k}={_fmt(v)}`" for k, v in m["config_changes"].items())
+            lines.append(f"- **{name}**: {changes or 'the defaults'}")
+    lines.append("")
+
+    lines += [f"## Statistical comparison vs vanilla KD ({baseline})", ""]
+    lines += [
+        f"Difference = method − {baseline} in test {metric}, paired by seed. A difference is "
+        "called significant only when the paired t-test and Welch's t-test both give p ≤ 0.05 "
+        "and the 95% CI of the paired difference excludes 0; otherwise the report says "
+        '"no significant difference".',
+        "",
+    ]
+    if vs_base:
+        lines += [
+            "| method | mean difference | 95% CI | paired t-test p | Welch p | seeds | verdict |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for name, c in vs_base.items():
+            ci = (
+                f"[{signed(c['ci_low'])}, {signed(c['ci_high'])}]"
+                if c["ci_low"] is not None
+                else "n/a"
+            )
+            lines.append(
+                f"| {name} | {signed(c['mean_diff'])} | {ci} | {format_p(c['p_paired'])} | "
+                f"{format_p(c['p_welch'])} | {c['n_paired']} | {short_verdict(c)} |"
+            )
+        lines.append("")
+        lines += [f"- {c['verdict']}" for c in vs_base.values()]
+        lines.append("")
+    lines += [f"**Verdict:** {results['verdict']}", ""]
+    if vs_ft:
+        lines += [f"Gain from distillation (vs {finetune}, plain fine-tuning):", ""]
+        lines += [f"- {c['verdict']}" for c in vs_ft.values()]
+        lines.append("")
+
+    lines += ["## Search budget", ""]
+    lines += [
+        "| method | trials | failed trials | trial-epochs | search wall time | re-run time |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, m in methods.items():
+        s = m["search"]
+        lines.append(
+            f"| {name} | {s.get('trials', '-')} | {s.get('errored', '-')} | "
+            f"{s.get('trial_epochs', '-')} | {_duration(s.get('wall_seconds'))} | "
+            f"{_duration(m['rerun_seconds']) if m['seeds'] else '-'} |"
+        )
+    lines.append("")
+
+    plots = results.get("plots", {})
+    captions = {
+        "val_curves": f"Validation {metric} per epoch of the best configurations (mean ± std over seeds)",
+        "schedules": "Schedules of the best configurations over training (psi, phi, T)",
+        "search": f"Search efficiency: best validation {metric} so far vs cumulative trial-epochs",
+        "test_scores": f"Test {metric} per seed (box + points); the dashed line is the teacher",
+    }
+    lines += ["## Plots", ""]
+    for key, caption in captions.items():
+        if key in plots:
+            lines += [f"### {caption}", "", f"![{caption}]({plots[key]})", ""]
+
+    lines += ["## Best models", ""]
+    saved = {n: m["model"] for n, m in methods.items() if m.get("model")}
+    if saved:
+        lines += [
+            "For each method, the student of the seed with the best **validation** score (not "
+            "test, so the choice stays honest), at its best validation epoch:",
+            "",
+            f"| method | seed | val {metric} | test {metric} | path |",
+            "|---|---|---|---|---|",
+        ]
+        for name, info in saved.items():
+            lines.append(
+                f"| {name} | {info['seed']} | {_num(info['val_score'])} | "
+                f"{_num(info['test_score'])} | `{info['path']}` |"
+            )
+        first = next(iter(saved.values()))
+        lines += [
+            "",
+            "Load one with a single call (returns a `torch.nn.Module` in eval mode):",
+            "",
+            "```python",
+            "from ckd_tune.report import load_student",
+            f'model = load_student("{first["path"]}")',
+            "```",
+            "",
+        ]
+        if first.get("format") == "transformers":
+            lines += [
+                "The directory is also a plain Hugging Face model with its tokenizer "
+                "(`AutoModelForSequenceClassification.from_pretrained(path)`, "
+                "`AutoTokenizer.from_pretrained(path)`).",
+                "",
+            ]
+        else:
+            lines += [
+                f"The directory holds the state dict (`{WEIGHTS_FILE}`, load with "
+                f"`weights_only=True`) and `{STUDENT_JSON}`, which names the builder and its "
+                "arguments.",
+                "",
+            ]
+    else:
+        lines += ["No model was saved (no method has a successful re-run).", ""]
+    files = ", ".join(f"`{v}`" for v in plots.values())
+    lines += [
+        f"Machine-readable results: `results.json`; plots: {files}. The same files are "
+        "artifacts of the sweep's MLflow summary run (folder `report`).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _num(x: float | None, digits: int = 4) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def _delta(c: Mapping[str, Any] | None, is_ref: bool) -> str:
+    if is_ref:
+        return "(reference)"
+    if c is None or c["mean_diff"] is None:
+        return "-"
+    mark = " *" if c["significant"] else ""
+    return f"{signed(c['mean_diff'])}{mark}"
+
+
+def _delta_teacher(teacher_test: float | None, finetune: Mapping[str, Any] | None) -> str:
+    if teacher_test is None or not finetune or finetune["test"]["mean"] is None:
+        return "-"
+    return signed(teacher_test - finetune["test"]["mean"])
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}" if math.isfinite(value) else str(value)
+    return str(value)
