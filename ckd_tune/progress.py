@@ -31,10 +31,14 @@ class ProgressPrinter(Callback):
     def __getstate__(self) -> dict[str, Any]:  # Ray pickles callbacks into its experiment state
         return {**self.__dict__, "_stream": None}  # a stream (pytest's capture, ...) may not pickle
 
-    def _line(self, trials: list[Trial], event: str = "") -> None:
-        done = sum(t.status == Trial.TERMINATED for t in trials)
-        failed = sum(t.status == Trial.ERROR for t in trials)
-        running = sum(t.status == Trial.RUNNING for t in trials)
+    def _line(
+        self, trials: list[Trial], event: str = "", ending: Trial | None = None, status: str = ""
+    ) -> None:
+        """Ray calls the end hooks before it updates the ending trial's status: ``status`` is it."""
+        statuses = [status if t is ending else t.status for t in trials]
+        done = statuses.count(Trial.TERMINATED)
+        failed = statuses.count(Trial.ERROR)
+        running = statuses.count(Trial.RUNNING)
         scores = [
             t.last_result.get(METRIC) for t in trials if t.last_result.get(METRIC) is not None
         ]
@@ -58,12 +62,12 @@ class ProgressPrinter(Callback):
     ) -> None:
         score = trial.last_result.get(METRIC)
         epochs = trial.last_result.get("epoch", 0)
-        self._line(
-            trials,
-            f" | {trial.trial_id} finished: {score:.4f} after {epochs} epochs"
+        event = (
+            f" | {trial.trial_id} finished: {score:.4f} after {epochs} epoch{'s' * (epochs != 1)}"
             if score is not None
-            else "",
+            else ""
         )
+        self._line(trials, event, ending=trial, status=Trial.TERMINATED)
 
     def on_trial_recover(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
@@ -81,4 +85,5 @@ class ProgressPrinter(Callback):
     ) -> None:
         from ckd_tune.tracking import trial_error
 
-        self._line(trials, f" | {trial.trial_id} FAILED: {trial_error(trial)[:120]}")
+        event = f" | {trial.trial_id} FAILED: {trial_error(trial)[:120]}"
+        self._line(trials, event, ending=trial, status=Trial.ERROR)
