@@ -14,6 +14,7 @@ import os
 import sys
 import time
 import urllib.request
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--profile",
         default="quick",
         choices=sorted({name for bench in BENCHES.values() for name in bench.profiles}),
-        help="run size: smoke (tests, < 1 min), quick (CPU laptop, ~30 min), paper (GPUs)",
+        help="run size: smoke (tests, < 1 min), quick (2 CPU cores, ~20 min), paper (GPUs)",
     )
     p.add_argument("--num-samples", type=int, help="trials per method (default: the profile's)")
     p.add_argument(
@@ -534,16 +535,18 @@ def tune_config(plan: Plan, method: str, concurrent: int) -> Any:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created" lines
     args = plan.args
-    sampler = (
-        TPESampler(
-            seed=args.seed,
-            n_startup_trials=max(2, plan.num_samples // 3),
-            multivariate=True,
-            group=True,
+    with warnings.catch_warnings():  # multivariate/group TPE: "experimental" since Optuna 2.2
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = (
+            TPESampler(
+                seed=args.seed,
+                n_startup_trials=max(2, plan.num_samples // 3),
+                multivariate=True,
+                group=True,
+            )
+            if args.searcher == "tpe"
+            else RandomSampler(seed=args.seed)
         )
-        if args.searcher == "tpe"
-        else RandomSampler(seed=args.seed)
-    )
     searcher = OptunaSearch(
         space=plan.spaces[method].define_by_run, metric=METRIC, mode="max", sampler=sampler
     )
