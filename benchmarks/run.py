@@ -21,7 +21,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import bench_logit_cache, bench_scaling, bench_search, bench_trainable
+from benchmarks import (
+    bench_batching,
+    bench_logit_cache,
+    bench_scaling,
+    bench_search,
+    bench_trainable,
+)
 from benchmarks.common import (
     MODES,
     NICENESS_ENV,
@@ -39,6 +45,7 @@ BENCHMARKS: dict[str, Callable[[Context], BenchResult]] = {
     bench_search.NAME: bench_search.run,
     bench_scaling.SCALING: bench_scaling.run_scaling,
     bench_scaling.MEMORY: bench_scaling.run_memory,
+    bench_batching.NAME: bench_batching.run,
 }
 """Name -> benchmark, in the order they run."""
 
@@ -48,6 +55,7 @@ SUMMARIES = {
     bench_search.NAME: "trial-epochs to near-best, TPE+ASHA vs random+FIFO (<= 0.5x)",
     bench_scaling.SCALING: "sweep wall time, 1 vs 2 concurrent trials (>= 1.5x)",
     bench_scaling.MEMORY: "peak RSS of driver and trials, 1 vs 2 concurrent (growth <= 1.10x)",
+    bench_batching.NAME: "examples/s and test accuracy, length-grouped vs shuffled batches (>= 1.5x)",
 }
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -58,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description="Performance benchmarks of ckd_tune: trainable overhead, teacher-logit cache, "
-        "search efficiency (TPE+ASHA vs random+FIFO), concurrency scaling and memory. Each writes "
+        "search efficiency (TPE+ASHA vs random+FIFO), concurrency scaling, memory and length-grouped "
+        "batching. Each writes "
         "<out>/<name>.json; a table is printed at the end.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

@@ -126,7 +126,7 @@ def train(
         if epoch == phase2_epoch and best_state is not None:
             student.load_state_dict(best_state)  # Annealing-KD: phase 2 starts from phase 1's best
         _seed_epoch(config.seed, epoch)
-        loader = _train_loader(config, data, epoch)
+        loader = train_loader(config, data, epoch)
         student.train()
         t0, loss_sum, seen, values = time.perf_counter(), 0.0, 0, {}
         for step, batch in enumerate(loader):
@@ -222,7 +222,7 @@ def evaluate(
     return data.metric(logits, labels)
 
 
-def _train_loader(config: TrainConfig, data: TaskData, epoch: int) -> DataLoader:
+def train_loader(config: TrainConfig, data: TaskData, epoch: int) -> DataLoader:
     """This epoch's shuffled training batches (of similar lengths with ``group_by_length``)."""
     generator = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch))
     lengths = item_lengths(data.train)

@@ -1,4 +1,4 @@
-"""The benchmark runner's command line and its pure helpers (no benchmark is run here)."""
+"""The benchmark runner's command line, its pure helpers, and one benchmark run at toy size."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # benchmarks/ is a top-level package beside ckd_tune/, not installed
     sys.path.insert(0, str(ROOT))
 
+from benchmarks import bench_batching  # noqa: E402
 from benchmarks.bench_search import Curve, compare_seed  # noqa: E402
-from benchmarks.common import MODES, Target  # noqa: E402
+from benchmarks.common import MODES, Context, Target, with_overrides  # noqa: E402
 from benchmarks.run import BENCHMARKS, build_parser, main  # noqa: E402
 from benchmarks.sweeps import EpochEvent, read_events  # noqa: E402
 
@@ -82,3 +83,28 @@ def test_read_events_orders_all_trials_by_report_time(tmp_path: Path) -> None:
         path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     events = read_events(tmp_path)
     assert [(e.trial_id, e.epoch) for e in events] == [("a", 1), ("b", 1), ("a", 2)]
+
+
+def test_length_grouping_runs_both_sides_per_seed(glue_dir: Path, tmp_path: Path) -> None:
+    settings = with_overrides(
+        MODES["quick"],
+        train_size=96,
+        val_size=32,
+        test_size=32,
+        epochs=1,
+        teacher_epochs=1,
+        batch_size=8,  # megabatches of 3 batches: grouping has room to cut padding
+    )
+    ctx = Context(settings, glue_dir, tmp_path / "cache", tmp_path / "out", tmp_path / "work")
+    result = bench_batching.run(ctx).to_json()
+    runs = result["measurements"]["runs"]
+    assert [r["seed"] for r in runs] == [0, 1] and runs[1]["order"] == ["shuffled", "grouped"]
+    for run in runs:
+        for side in bench_batching.SIDES:
+            assert run[side]["examples_per_s"][0] > 0 and 0 <= run[side]["test_score"] <= 1
+    summary = result["summary"]
+    tokens = summary["tokens_per_epoch"]
+    assert tokens["grouped"]["real"] == tokens["shuffled"]["real"]
+    assert tokens["grouped"]["padded"] < tokens["shuffled"]["padded"]  # the point of grouping
+    assert summary["test_comparison"]["n_paired"] == 2 and summary["test_verdict"]
+    assert result["target"]["value"] == summary["throughput_ratio_median"]
