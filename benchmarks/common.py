@@ -83,7 +83,7 @@ MODES = {
     ),
     # the GLUE `quick` profile's data and teacher (2,000 training, 500 validation examples,
     # 3 teacher epochs; the CLI's cached teacher is reused), three search seeds of 12 trials
-    # of up to 4 epochs: the numbers to quote (about 50 minutes on 2 quiet CPU cores)
+    # of up to 4 epochs: the numbers to quote (about 80 minutes on 2 quiet CPU cores)
     "full": Settings(
         mode="full",
         train_size=2000,

@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--quick",
         action="store_true",
-        help="small sizes, about 10 minutes on 2 CPU cores (default: full sizes, about 50 minutes)",
+        help="small sizes, about 10 minutes on 2 CPU cores (default: full sizes, about 80 minutes)",
     )
     p.add_argument(
         "--only",
