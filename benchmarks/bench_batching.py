@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from benchmarks.common import BenchResult, Context, Target, mean, median, ratio
+from benchmarks.common import BenchResult, Context, Target, fmt_number, mean, median, ratio
 
 NAME = "length_grouping"
 THRESHOLD = 1.5
@@ -105,7 +105,7 @@ def run(ctx: Context) -> BenchResult:
             speedup,
             THRESHOLD,
         ),
-        headline=f"grouped batches {_fmt(speedup)}x the examples/s; test {metric} "
+        headline=f"grouped batches {fmt_number(speedup)}x the examples/s; test {metric} "
         f"{'n/a' if diff is None else f'{diff:+.4f}'} vs shuffled "
         f"({'significant' if comparison['significant'] else 'no significant difference'}, "
         f"{len(runs)} seeds)",
@@ -116,7 +116,3 @@ def run(ctx: Context) -> BenchResult:
             "significant only when both give p <= 0.05 and the paired 95% CI excludes 0.",
         ],
     )
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}"

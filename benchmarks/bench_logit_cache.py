@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from benchmarks.common import BenchResult, Context, Target, median, ratio
+from benchmarks.common import BenchResult, Context, Target, fmt_number, median, ratio
 
 NAME = "logit_cache"
 THRESHOLD = 1.5
@@ -110,7 +110,7 @@ def run(ctx: Context) -> BenchResult:
             speedup,
             THRESHOLD,
         ),
-        headline=f"cached logits {_fmt(speedup)}x faster per trial",
+        headline=f"cached logits {fmt_number(speedup)}x faster per trial",
         notes=[
             "Trial time includes per-epoch validation (student only) on both sides, so the "
             "speed-up of the training steps alone is larger (compare the examples/s).",
@@ -118,7 +118,3 @@ def run(ctx: Context) -> BenchResult:
             "max_abs_logit_gap_cached_vs_live checks both sides distil from the same targets.",
         ],
     )
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}"

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from typing import Any
 
-from benchmarks.common import BenchResult, Context, Target, ratio
+from benchmarks.common import BenchResult, Context, Target, fmt_number, ratio
 from benchmarks.sweeps import REPO_ROOT, SweepRun, SweepSpec, run_sweep
 
 SCALING = "scaling"
@@ -113,7 +113,7 @@ def run_scaling(ctx: Context) -> BenchResult:
             speedup,
             SPEEDUP_THRESHOLD,
         ),
-        headline=f"1 -> 2 concurrent trials: search {_fmt(speedup)}x, end-to-end {_fmt(e2e)}x",
+        headline=f"1 -> 2 concurrent trials: search {fmt_number(speedup)}x, end-to-end {fmt_number(e2e)}x",
         notes=[
             "search_wall_s is the method's search as the CLI times it (Tuner.fit and bookkeeping); "
             "process_wall_s adds Python/library imports, Ray start-up, and loading the data and "
@@ -224,10 +224,6 @@ def _final_scores(run: SweepRun) -> list[float]:
     for e in run.events:
         last[e.trial_id] = e.best_val_score
     return sorted(last.values())
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}"
 
 
 def _mb(value: float | None) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import BenchResult, Context, Target, mean, ratio
+from benchmarks.common import BenchResult, Context, Target, fmt_number, mean, ratio
 from benchmarks.sweeps import EpochEvent, SweepRun, SweepSpec, run_sweep, sweep_start
 
 NAME = "search_efficiency"
@@ -207,7 +207,7 @@ def run(ctx: Context) -> BenchResult:
             THRESHOLD,
             higher_is_better=False,
         ),
-        headline=f"TPE+ASHA / random+FIFO trial-epochs to target: {_fmt(epochs_ratio)} "
+        headline=f"TPE+ASHA / random+FIFO trial-epochs to target: {fmt_number(epochs_ratio)} "
         f"over {len(per_seed)} seeds",
         notes=[
             "Epochs are ordered by Ray's report timestamps (1 s resolution; ties put lower scores "
@@ -218,7 +218,3 @@ def run(ctx: Context) -> BenchResult:
             "numbers are indicative only.",
         ],
     )
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}"

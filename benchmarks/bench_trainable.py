@@ -18,6 +18,7 @@ from benchmarks.common import (
     BenchResult,
     Context,
     Target,
+    fmt_number,
     mean,
     median,
     ratio,
@@ -150,8 +151,8 @@ def run(ctx: Context) -> BenchResult:
             throughput,
             THRESHOLD,
         ),
-        headline=f"throughput ratio {_fmt(throughput)} (per-epoch ex/s); end-to-end wall ratio "
-        f"{_fmt(e2e)} incl. Ray start-up + checkpoints",
+        headline=f"throughput ratio {fmt_number(throughput, 3)} (per-epoch ex/s); end-to-end wall ratio "
+        f"{fmt_number(e2e, 3)} incl. Ray start-up + checkpoints",
         notes=[
             "examples_per_s is measured by train() over each epoch's training steps only, on "
             "both sides; it excludes validation and the per-epoch checkpoint.",
@@ -165,7 +166,3 @@ def run(ctx: Context) -> BenchResult:
             "trainable. Measure on a quiet machine, or pass --ray-worker-niceness 0.",
         ],
     )
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"

@@ -301,6 +301,11 @@ def mean(values: Sequence[float]) -> float | None:
     return statistics.fmean(values) if values else None
 
 
+def fmt_number(value: float | None, digits: int = 2) -> str:
+    """``value`` with ``digits`` decimals for a headline, or ``n/a`` when it is missing."""
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
 def ratio(a: float | None, b: float | None) -> float | None:
     """``a / b``, or None when either is missing or ``b`` is zero."""
     if a is None or b is None or b == 0:
