@@ -118,6 +118,48 @@ def test_splits_are_disjoint_stratified_and_cover_train(folder) -> None:
     assert full.test.source_indices.tolist() == list(range(40))
 
 
+def test_teacher_split_is_disjoint_stratified_and_augmented(folder) -> None:
+    root, arrays = folder
+    kw = {"val_size": 20, "train_size": 40, "test_size": 20, "seed": 3}
+    data = load_cifar("cifar10", data_dir=root, teacher_size=30, **kw)
+    teacher = data.teacher_train
+    assert teacher is not None
+    assert (len(data.train), len(data.val), len(teacher)) == (40, 20, 30)
+    parts = [data.train.source_indices, data.val.source_indices, teacher.source_indices]
+    for i, a in enumerate(parts):
+        assert list(a) == sorted(set(a))
+        for b in parts[i + 1 :]:
+            assert not set(a) & set(b)
+    assert np.bincount(data.train.labels, minlength=10).tolist() == [4] * 10
+    assert np.bincount(data.val.labels, minlength=10).tolist() == [2] * 10
+    assert np.bincount(teacher.labels, minlength=10).tolist() == [3] * 10
+    assert (teacher.labels == teacher.source_indices // N_TRAIN).all()
+    assert np.array_equal(teacher.images.numpy(), arrays["train"][teacher.source_indices])
+    assert teacher.random_transform and teacher[4]["index"] == 4
+    assert data.describe_splits() == {
+        "train": {"size": 40, "mean_words": None},
+        "val": {"size": 20, "mean_words": None},
+        "test": {"size": 20, "mean_words": None},
+        "teacher_train": {"size": 30, "mean_words": None},
+    }
+    # Without a teacher split: the same val and test, no teacher_train, another fingerprint.
+    plain = load_cifar("cifar10", data_dir=root, **kw)
+    assert plain.teacher_train is None and "teacher_train" not in plain.describe_splits()
+    assert np.array_equal(plain.val.source_indices, data.val.source_indices)
+    assert np.array_equal(plain.test.source_indices, data.test.source_indices)
+    assert plain.fingerprint != data.fingerprint
+    assert load_cifar("cifar10", data_dir=root, teacher_size=20, **kw).fingerprint not in (
+        plain.fingerprint, data.fingerprint
+    )  # fmt: skip
+    # train_size None: the student gets all that val and the teacher leave.
+    rest = load_cifar("cifar10", data_dir=root, val_size=20, teacher_size=50, seed=3)
+    assert (len(rest.train), len(rest.teacher_train)) == (50, 50)
+    assert np.bincount(rest.teacher_train.labels, minlength=10).tolist() == [5] * 10
+    for kwargs in ({"teacher_size": 0}, {"teacher_size": 61}, {"teacher_size": 100}):
+        with pytest.raises(UserInputError, match="teacher_size"):
+            load_cifar("cifar10", data_dir=root, **{**kw, **kwargs})
+
+
 def test_same_seed_same_splits_other_seed_other_splits(folder) -> None:
     root, _ = folder
     kw = {"val_size": 20, "train_size": 50, "test_size": 20}
@@ -135,7 +177,8 @@ def test_same_seed_same_splits_other_seed_other_splits(folder) -> None:
 def test_fingerprint_tracks_settings_and_files(folder, tmp_path: Path) -> None:
     root, _ = folder
     base = load_cifar("cifar10", data_dir=root, val_size=20).fingerprint
-    for kw in ({"val_size": 30}, {"train_size": 50}, {"test_size": 20}, {"augment": False}):
+    for kw in ({"val_size": 30}, {"train_size": 50}, {"test_size": 20}, {"augment": False},
+               {"teacher_size": 30}):  # fmt: skip
         assert load_cifar("cifar10", data_dir=root, **{"val_size": 20, **kw}).fingerprint != base
     # the same files elsewhere: same fingerprint; one more file: a new one
     copy = tmp_path / "copy"

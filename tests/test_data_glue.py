@@ -25,6 +25,7 @@ from ckd_tune.data.glue import (
     load_hub_split,
     read_glue_tsv,
 )
+from ckd_tune.data.splits import source_groups
 from ckd_tune.errors import DataNotFoundError, UserInputError
 
 STAGED = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"
@@ -248,6 +249,12 @@ def sst2(glue_dir: Path, tokenizer) -> TaskData:
 
 
 @pytest.fixture(scope="module")
+def sst2_groups(glue_dir: Path) -> np.ndarray:
+    """The source group of each staged SST-2 training row (a few seconds; load_glue's cache)."""
+    return glue._phrase_groups(glue._read_local("sst2", "train", glue_dir))
+
+
+@pytest.fixture(scope="module")
 def rte(glue_dir: Path, tokenizer) -> TaskData:
     return load_glue("rte", tokenizer, data_dir=glue_dir, val_size=0.1, train_size=500)
 
@@ -289,9 +296,17 @@ def test_split_sizes_and_disjointness(
     assert data.val.labels.tolist() == [train_labels[r] for r in data.val.rows]
     assert data.test.labels.tolist() == [dev_labels[r] for r in data.test.rows]
     assert data.test.rows.max() < dev_size
-    # Stratified draws keep the class balance of their source.
+    # Stratified draws keep the class balance of their source: for SST-2, val's source is the
+    # full sentences (the roots of the source groups), which are 52% positive, not 56%.
     full, dev = _proportion(np.array(train_labels)), _proportion(np.array(dev_labels))
-    assert abs(_proportion(data.val.labels) - full) < 0.01
+    val_source = np.array(train_labels)
+    if GLUE_TASKS[task].phrase_groups:
+        groups = request.getfixturevalue("sst2_groups")
+        roots = groups == np.arange(len(groups))
+        val_source = val_source[roots]
+        assert roots[data.val.rows].all()
+        assert not set(groups[data.val.rows].tolist()) & set(groups[data.train.rows].tolist())
+    assert abs(_proportion(data.val.labels) - _proportion(val_source)) < 0.01
     assert abs(_proportion(data.train.labels) - full) < 0.01
     assert abs(_proportion(data.test.labels) - dev) < 0.01
     # Items are the tokenised texts of their rows.
@@ -322,7 +337,7 @@ def test_fingerprint_tracks_settings_and_data(
     base = {"val_size": 0.1, "train_size": 500}
     seen = {rte.fingerprint}
     for change in ({"max_seq_length": 32}, {"val_size": 0.2}, {"train_size": 400},
-                   {"test_size": 100}):  # fmt: skip
+                   {"test_size": 100}, {"teacher_size": 300}, {"teacher_size": 400}):  # fmt: skip
         data = load_glue("rte", tokenizer, data_dir=glue_dir, **{**base, **change})
         assert data.fingerprint not in seen
         seen.add(data.fingerprint)
@@ -354,6 +369,10 @@ def test_fingerprint_tracks_settings_and_data(
         {"test_size": 0.5},
         {"max_seq_length": 0},
         {"val_size": 1},  # too small to hold both classes when stratified
+        {"teacher_size": 0},
+        {"teacher_size": 0.5},
+        {"teacher_size": 2_241},  # all that val_size=249 leaves: none for the student
+        {"train_size": 1_500, "teacher_size": 1_000},  # more than the 2,241 left
     ],
 )
 def test_bad_split_settings(glue_dir: Path, tokenizer, kwargs: dict) -> None:
@@ -366,6 +385,124 @@ def test_oversized_subsample_keeps_everything(glue_dir: Path, tokenizer) -> None
         "rte", tokenizer, data_dir=glue_dir, val_size=490, train_size=10_000, test_size=10_000
     )
     assert (len(data.train), len(data.val), len(data.test)) == (2_000, 490, 277)
+    assert data.teacher_train is None
+
+
+# --------------------------------------------------------------------------------------------
+# The teacher split and SST-2's source sentences
+
+
+def _sst2_like(root: Path, n_sentences: int = 40, seed: int = 0) -> list[str]:
+    """SST-2/train.tsv holding sentences mixed with their phrases (as the real one), and dev.tsv.
+
+    Returns the train texts in file order.
+    """
+    rng = np.random.default_rng(seed)
+    rows: list[tuple[str, int]] = []
+    for s in range(n_sentences):
+        words = [f"s{s}w{i}" for i in range(int(rng.integers(10, 16)))]
+        label = s % 2
+        rows.append((" ".join(words) + " ", label))  # the real file's trailing space
+        for _ in range(int(rng.integers(3, 8))):
+            a = int(rng.integers(0, len(words) - 1))
+            b = int(rng.integers(a + 1, min(a + 6, len(words))))
+            rows.append((" ".join(words[a:b]) + " ", label if rng.random() < 0.8 else 1 - label))
+    rows = [rows[i] for i in rng.permutation(len(rows))]
+    _write(
+        root / "SST-2" / "train.tsv", "sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in rows)
+    )
+    dev = "".join(f"dev sentence number {i} here \t{i % 2}\n" for i in range(20))
+    _write(root / "SST-2" / "dev.tsv", "sentence\tlabel\n" + dev)
+    return [t for t, _ in rows]
+
+
+def _assert_disjoint(data: TaskData, groups: np.ndarray) -> None:
+    """train, val and teacher_train share no row and no source group; val holds roots only."""
+    parts = {"train": data.train.rows, "val": data.val.rows}
+    if data.teacher_train is not None:
+        parts["teacher_train"] = data.teacher_train.rows
+    names = list(parts)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            assert not set(parts[a].tolist()) & set(parts[b].tolist()), (a, b)
+            assert not set(groups[parts[a]].tolist()) & set(groups[parts[b]].tolist()), (a, b)
+    assert (groups[data.val.rows] == data.val.rows).all()
+
+
+def test_sst2_splits_by_source_sentence(tmp_path: Path, tokenizer) -> None:
+    texts = _sst2_like(tmp_path)
+    groups = source_groups(texts)
+    assert len(np.unique(groups)) == 40  # every phrase found its sentence
+    kw = {"val_size": 8, "train_size": 50, "test_size": 10, "seed": 2}
+    data = load_glue("sst2", tokenizer, data_dir=tmp_path, teacher_size=100, **kw)
+    assert (len(data.train), len(data.val), len(data.teacher_train)) == (50, 8, 100)
+    _assert_disjoint(data, groups)
+    words = np.array([len(t.split()) for t in texts])
+    assert words[data.val.rows].min() >= 10  # full sentences only
+    # teacher_train is tokenised like train: its own positions, its rows' labels.
+    teacher = data.teacher_train
+    assert isinstance(teacher, TokenizedSplit)
+    assert [teacher[i]["index"] for i in range(len(teacher))] == list(range(100))
+    _, labels = read_glue_tsv("sst2", "train", tmp_path)
+    assert teacher.labels.tolist() == [labels[r] for r in teacher.rows]
+    batch = data.collate([teacher[i] for i in range(4)])
+    assert batch["index"].tolist() == [0, 1, 2, 3]
+    # describe_splits: sizes and mean raw-text words.
+    described = data.describe_splits()
+    assert list(described) == ["train", "val", "test", "teacher_train"]
+    for name, split in (("train", data.train), ("val", data.val), ("teacher_train", teacher)):
+        assert described[name]["size"] == len(split)
+        assert described[name]["mean_words"] == pytest.approx(words[split.rows].mean())
+    assert described["test"] == {"size": 10, "mean_words": 5.0}
+    # Without a teacher split: none described, the teacher trains on train.
+    plain = load_glue("sst2", tokenizer, data_dir=tmp_path, **kw)
+    assert plain.teacher_train is None
+    assert list(plain.describe_splits()) == ["train", "val", "test"]
+    assert np.array_equal(plain.val.rows, data.val.rows)  # val does not depend on the teacher
+    _assert_disjoint(plain, groups)
+    fingerprints = {plain.fingerprint, data.fingerprint}
+    fingerprints.add(
+        load_glue("sst2", tokenizer, data_dir=tmp_path, teacher_size=90, **kw).fingerprint
+    )
+    assert len(fingerprints) == 3
+    again = load_glue("sst2", tokenizer, data_dir=tmp_path, teacher_size=100, **kw)
+    assert again.fingerprint == data.fingerprint
+    assert np.array_equal(again.teacher_train.rows, teacher.rows)
+
+
+def test_rte_teacher_split(glue_dir: Path, tokenizer, rte: TaskData) -> None:
+    data = load_glue(
+        "rte", tokenizer, data_dir=glue_dir, val_size=0.1, train_size=500, teacher_size=1_000
+    )
+    assert (len(data.train), len(data.val), len(data.teacher_train)) == (500, 249, 1_000)
+    _assert_disjoint(data, np.arange(2_490))  # no phrase structure: every row its own group
+    assert np.array_equal(data.val.rows, rte.val.rows)
+    texts, labels = read_glue_tsv("rte", "train", glue_dir)
+    full = _proportion(np.array(labels))
+    for split in (data.train, data.teacher_train):
+        assert abs(_proportion(split.labels) - full) < 0.01
+    # A pair's words are both sentences' words.
+    described = data.describe_splits()
+    rows = data.teacher_train.rows
+    expected = np.mean([len(texts[r][0].split()) + len(texts[r][1].split()) for r in rows])
+    assert described["teacher_train"] == {"size": 1_000, "mean_words": pytest.approx(expected)}
+    assert described["train"]["mean_words"] > 30
+
+
+def test_staged_sst2_teacher_split(glue_dir: Path, tokenizer, sst2_groups: np.ndarray) -> None:
+    """The real SST-2: val is full sentences like dev, and shares no sentence with training."""
+    data = load_glue(
+        "sst2", tokenizer, data_dir=glue_dir, train_size=4_000, val_size=872, teacher_size=8_000
+    )
+    described = data.describe_splits()
+    sizes = {name: d["size"] for name, d in described.items()}
+    assert sizes == {"train": 4_000, "val": 872, "test": 872, "teacher_train": 8_000}
+    dev_words = described["test"]["mean_words"]
+    assert dev_words == pytest.approx(19.55, abs=0.01)
+    assert abs(described["val"]["mean_words"] - dev_words) < 0.2 * dev_words
+    assert described["train"]["mean_words"] < 12  # mostly phrases, as the training file
+    assert len(np.unique(sst2_groups)) == 6_885  # source sentences in the 67,349 rows
+    _assert_disjoint(data, sst2_groups)
 
 
 # --------------------------------------------------------------------------------------------

@@ -2,9 +2,14 @@
 
 ``train`` and ``val`` are carved from the official training data (seeded; ``val`` is what the
 search selects on); ``test`` is the official held-out split (GLUE dev, CIFAR test) that only the
-report evaluates on. Items are dicts with the model inputs, ``labels`` and ``index`` (the item's
-position in its split, used to look up cached teacher logits). Text splits also carry
-``lengths`` (tokens per item), which the training loop uses to batch similar lengths together.
+report evaluates on. Optionally ``teacher_train``, also carved from the official training data,
+holds the teacher's own training examples, disjoint from ``train`` and ``val`` (and sharing no
+source sentence with them, see :mod:`ckd_tune.data.splits`), so the teacher's logits on the
+student's training examples are not memorised labels; when it is ``None`` the teacher trains on
+``train``. Items are dicts with the model inputs, ``labels`` and ``index`` (the item's position
+in its split, used to look up cached teacher logits). Text splits also carry ``lengths`` (tokens
+per item), which the training loop uses to batch similar lengths together, and ``words``
+(whitespace words of the item's raw text(s)), which :meth:`TaskData.describe_splits` reports.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from torch.utils.data import Dataset
 
 Metric = Callable[[np.ndarray, np.ndarray], dict[str, float]]
 SPLITS = ("train", "val", "test")
+TEACHER_SPLIT = "teacher_train"
 
 
 @dataclass
@@ -33,6 +39,8 @@ class TaskData:
     metric: Metric  # (logits, labels) -> {"accuracy": ..., ...}
     main_metric: str  # the key of ``metric``'s result that selection maximises
     fingerprint: str  # changes whenever the examples or the split settings change
+    # The teacher's own training examples (disjoint from train and val); None: it trains on train.
+    teacher_train: Dataset | None = None
 
     def split(self, name: str) -> Dataset:
         """The split called ``name`` (one of :data:`SPLITS`)."""
@@ -40,7 +48,28 @@ class TaskData:
             raise ValueError(f"split: must be one of {SPLITS}, got {name!r}")
         return getattr(self, name)
 
+    def describe_splits(self) -> dict[str, dict]:
+        """``{split: {"size": n, "mean_words": w}}`` for train, val, test (and teacher_train).
+
+        ``mean_words``: the mean whitespace word count of the items' raw text (a pair's texts
+        summed), from the split's ``words``; ``None`` for splits without text (images) or
+        without items.
+        """
+        names = [*SPLITS, TEACHER_SPLIT] if self.teacher_train is not None else list(SPLITS)
+        result: dict[str, dict] = {}
+        for name in names:
+            dataset = getattr(self, name)
+            words = item_words(dataset)
+            mean = float(np.mean(words)) if words is not None and len(words) > 0 else None
+            result[name] = {"size": len(dataset), "mean_words": mean}
+        return result
+
 
 def item_lengths(dataset: Dataset) -> Sequence[int] | None:
     """Each item's length in tokens when ``dataset`` records it (text splits), else ``None``."""
     return getattr(dataset, "lengths", None)
+
+
+def item_words(dataset: Dataset) -> Sequence[int] | None:
+    """Each item's raw-text word count when ``dataset`` records it (text splits), else ``None``."""
+    return getattr(dataset, "words", None)

@@ -13,9 +13,13 @@ Sources, tried in this order by :func:`load_cifar`:
   ``<cache>/torchvision`` (cache: ``$CKD_TUNE_CACHE``, default ``~/.cache/ckd_tune``), which needs
   network access the first time.
 
-Splits: ``val`` is carved from the official training split (seeded, stratified), ``train`` is the
-rest, optionally subsampled to ``train_size`` (seeded, stratified); ``test`` is the official test
-split, optionally subsampled to ``test_size`` (stratified). Indices inside each split keep the
+Splits (:mod:`ckd_tune.data.splits`): ``val`` is carved from the official training split (seeded,
+stratified), ``train`` is the rest, optionally subsampled to ``train_size`` (seeded, stratified);
+``test`` is the official test split, optionally subsampled to ``test_size`` (stratified). With
+``teacher_size``, ``teacher_train`` (the teacher's own training images, augmented like
+``train``) is carved from the official training split too, disjoint from ``train`` and ``val``:
+what val leaves is split between student and teacher in proportion to ``train_size :
+teacher_size`` (stratified), then each share is subsampled. Indices inside each split keep the
 source order. Only the chosen images are decoded, once, into an in-memory uint8 tensor
 (N x 3 x 32 x 32, 3 KB per image); transforms then run on tensors per item. Measured on the
 staged CIFAR-10 JPEGs (2 busy CPU cores): indexing the 60,000 files 0.4-0.7 s, decoding 5,000
@@ -47,12 +51,12 @@ import numpy as np
 import torch
 import torchvision.io
 from sklearn.metrics import accuracy_score
-from sklearn.model_selection import train_test_split
 from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from ckd_tune.data import TaskData
+from ckd_tune.data.splits import carve_splits, subsample
 from ckd_tune.errors import DataNotFoundError, UserInputError
 
 __all__ = [
@@ -86,7 +90,7 @@ ENV_DATA_DIR = "CKD_TUNE_CIFAR_DATA"
 ENV_CACHE_DIR = "CKD_TUNE_CACHE"
 IMAGE_SIZE = 32
 # Bump when the transforms or the split procedure change: part of the fingerprint.
-_PIPELINE_VERSION = "cifar-v1"
+_PIPELINE_VERSION = "cifar-v2"
 _IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 # The official pickled-batch layout, as torchvision.datasets.CIFAR10/CIFAR100 expect it.
 _BATCHES = {
@@ -236,6 +240,7 @@ def load_cifar(
     test_size: int | None = None,
     seed: int = 0,
     augment: bool = True,
+    teacher_size: int | None = None,
 ) -> TaskData:
     """CIFAR-10 or CIFAR-100 (``name`` = ``"cifar10"`` | ``"cifar100"``) as :class:`TaskData`.
 
@@ -243,30 +248,39 @@ def load_cifar(
     ``None`` to download with torchvision. ``val_size``: images carved from the official training
     split (an int count, or a float fraction in (0, 1)). ``train_size`` / ``test_size``: optional
     stratified subsample sizes of the remaining training images / of the official test split.
-    ``seed`` drives every split choice. ``augment``: random crop + flip on ``train`` only.
+    ``teacher_size``: also carve ``teacher_train``, that many training images for the teacher
+    alone, disjoint from ``train`` and ``val`` (``train_size + teacher_size`` must fit in what
+    val leaves); None: no teacher split (the teacher trains on ``train``). ``seed`` drives
+    every split choice. ``augment``: random crop + flip on ``train`` and ``teacher_train`` only.
 
     Raises :class:`DataNotFoundError` when the data is missing (naming the path and the remedies)
     and :class:`UserInputError` for bad sizes, a class-count mismatch or unreadable files.
     """
     _check_name(name)
-    sizes = _check_sizes(val_size, train_size, test_size, seed)
+    sizes = _check_sizes(val_size, train_size, test_size, seed, teacher_size)
     start = time.perf_counter()
     source = _open_source(name, data_dir)
-    train_idx, val_idx, test_idx = _split_indices(
-        source.train_labels, source.test_labels, val_size, train_size, test_size, seed
-    )
-    # Decode train and val together: one pass over the chosen training files.
-    fit_idx = np.concatenate([train_idx, val_idx])
-    fit_images = source.decode_train(fit_idx)
+    train_idx, val_idx, test_idx, teacher_idx = _split_indices(
+        source.train_labels, source.test_labels, val_size, train_size, test_size, seed,
+        teacher_size,
+    )  # fmt: skip
+    # Decode train, val (and teacher_train) together: one pass over the chosen training files.
+    parts = [train_idx, val_idx] + ([] if teacher_idx is None else [teacher_idx])
+    fit_images = source.decode_train(np.concatenate(parts))
     test_images = source.decode_test(test_idx)
+    bounds = np.cumsum([0, *(len(p) for p in parts)])
 
     def make(images: Tensor, labels: np.ndarray, idx: np.ndarray, train: bool) -> CifarSplit:
         transform = cifar_transform(name, train=train, augment=augment)
         return CifarSplit(images, labels[idx], idx, source.classes, transform, train and augment)
 
-    n_train = len(train_idx)
-    train = make(fit_images[:n_train], source.train_labels, train_idx, True)
-    val = make(fit_images[n_train:], source.train_labels, val_idx, False)
+    def fit_split(part: int, train: bool) -> CifarSplit:
+        images = fit_images[bounds[part] : bounds[part + 1]]
+        return make(images, source.train_labels, parts[part], train)
+
+    train = fit_split(0, True)
+    val = fit_split(1, False)
+    teacher_train = None if teacher_idx is None else fit_split(2, True)
     test = make(test_images, source.test_labels, test_idx, False)
     fingerprint = _fingerprint(
         {
@@ -280,9 +294,9 @@ def load_cifar(
         }
     )
     log.info(
-        "%s from %s (%s): train %d, val %d, test %d images in %.1fs",
+        "%s from %s (%s): train %d, val %d, test %d, teacher_train %s images in %.1fs",
         name, source.path, source.kind, len(train), len(val), len(test),
-        time.perf_counter() - start,
+        "-" if teacher_train is None else len(teacher_train), time.perf_counter() - start,
     )  # fmt: skip
     return TaskData(
         name=name,
@@ -294,6 +308,7 @@ def load_cifar(
         metric=cifar_accuracy,
         main_metric="accuracy",
         fingerprint=fingerprint,
+        teacher_train=teacher_train,
     )
 
 
@@ -306,7 +321,11 @@ def _check_name(name: str) -> None:
 
 
 def _check_sizes(
-    val_size: int | float, train_size: int | None, test_size: int | None, seed: int
+    val_size: int | float,
+    train_size: int | None,
+    test_size: int | None,
+    seed: int,
+    teacher_size: int | None = None,
 ) -> dict[str, Any]:
     """Validate the split settings; return them as a JSON-able dict (for the fingerprint)."""
     if isinstance(val_size, bool) or not isinstance(val_size, (int, float)):
@@ -315,14 +334,22 @@ def _check_sizes(
         raise UserInputError(f"val_size: a float must be a fraction in (0, 1), got {val_size}")
     if isinstance(val_size, int) and val_size < 1:
         raise UserInputError(f"val_size: must be >= 1, got {val_size}")
-    for key, value in (("train_size", train_size), ("test_size", test_size)):
+    for key, value in (
+        ("train_size", train_size), ("test_size", test_size), ("teacher_size", teacher_size)
+    ):  # fmt: skip
         if value is not None and (
             isinstance(value, bool) or not isinstance(value, int) or value < 1
         ):
             raise UserInputError(f"{key}: must be None or an int >= 1, got {value!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise UserInputError(f"seed: must be an int, got {seed!r}")
-    return {"val_size": val_size, "train_size": train_size, "test_size": test_size, "seed": seed}
+    return {
+        "val_size": val_size,
+        "train_size": train_size,
+        "test_size": test_size,
+        "teacher_size": teacher_size,
+        "seed": seed,
+    }
 
 
 def _not_found(path: Path, what: str) -> DataNotFoundError:
@@ -627,19 +654,6 @@ def _download(name: str) -> _Source:
 # ---- splits and fingerprint -------------------------------------------------------------------
 
 
-def _stratified_subset(
-    indices: np.ndarray, labels: np.ndarray, size: int | float, seed: int, what: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """(rest, chosen): ``size`` of ``indices`` chosen stratified by ``labels[indices]``."""
-    try:
-        rest, chosen = train_test_split(
-            indices, test_size=size, stratify=labels[indices], random_state=seed, shuffle=True
-        )
-    except ValueError as exc:
-        raise UserInputError(f"{what}: cannot draw a stratified sample ({exc})") from exc
-    return np.sort(rest), np.sort(chosen)
-
-
 def _split_indices(
     train_labels: np.ndarray,
     test_labels: np.ndarray,
@@ -647,31 +661,25 @@ def _split_indices(
     train_size: int | None,
     test_size: int | None,
     seed: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sorted (train, val, test) indices into the official train / train / test splits."""
+    teacher_size: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Sorted (train, val, test, teacher_train or None) indices into the official splits."""
     n_train, n_test = len(train_labels), len(test_labels)
     if isinstance(val_size, int) and val_size >= n_train:
         raise UserInputError(f"val_size={val_size} must be < the {n_train} training images")
-    train_idx, val_idx = _stratified_subset(
-        np.arange(n_train), train_labels, val_size, seed, f"val_size={val_size}"
+    carved = carve_splits(
+        n_train,
+        val_size=val_size,
+        train_size=train_size,
+        teacher_size=teacher_size,
+        seed=seed,
+        stratify=train_labels,
     )
-    if train_size is not None and train_size != len(train_idx):
-        if train_size > len(train_idx):
-            raise UserInputError(
-                f"train_size={train_size} exceeds the {len(train_idx)} training images left "
-                f"after val_size={val_size}"
-            )
-        _, train_idx = _stratified_subset(
-            train_idx, train_labels, train_size, seed, f"train_size={train_size}"
-        )
-    test_idx = np.arange(n_test)
-    if test_size is not None and test_size != n_test:
-        if test_size > n_test:
-            raise UserInputError(f"test_size={test_size} exceeds the {n_test} test images")
-        _, test_idx = _stratified_subset(
-            test_idx, test_labels, test_size, seed, f"test_size={test_size}"
-        )
-    return train_idx, val_idx, test_idx
+    test_idx = subsample(
+        np.arange(n_test), test_size, seed=seed, stratify=test_labels,
+        what=f"test_size={test_size}", clip=False,
+    )  # fmt: skip
+    return carved.train, carved.val, test_idx, carved.teacher_train
 
 
 def _fingerprint(payload: dict[str, Any]) -> str:

@@ -9,7 +9,17 @@ Data comes from one of two sources:
 
 :func:`load_glue` turns a task into a :class:`~ckd_tune.data.TaskData` with three splits:
 ``train`` and ``val`` are carved from the official training set (seeded, stratified for
-classification), ``test`` is the official dev set, which the search never selects on.
+classification, see :mod:`ckd_tune.data.splits`), ``test`` is the official dev set, which the
+search never selects on. With ``teacher_size`` a fourth split, ``teacher_train``, is carved from
+the official training set too, disjoint from ``train`` and ``val``: the teacher's own training
+examples, so its logits on the student's examples are not memorised labels.
+
+SST-2's training file mixes full review sentences with their parse-tree phrases (each phrase a
+contiguous run of a sentence's words: about 6,900 sentences and 60,000 phrases). Its rows are
+grouped by source sentence (:func:`~ckd_tune.data.splits.source_groups`); ``val`` is drawn from
+full sentences only, like the dev set (mean 19.4 words, dev 19.5; random rows 9.4), and
+``train``, ``val`` and ``teacher_train`` never share a source sentence. Other tasks have no
+such structure: each row is its own group.
 
 Labels are class indices in the order of :attr:`GlueTask.labels`, which is the order the hub
 dataset uses (e.g. RTE: 0 = entailment, 1 = not_entailment; MNLI: 0 = entailment, 1 = neutral,
@@ -34,19 +44,19 @@ from typing import Any
 import numpy as np
 from scipy import stats
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
-from sklearn.model_selection import train_test_split
 from torch import Tensor
 from torch.utils.data import Dataset
 from transformers import DataCollatorWithPadding
 
 from ckd_tune.data import Metric, TaskData
+from ckd_tune.data.splits import carve_splits, source_groups, subsample
 from ckd_tune.errors import DataNotFoundError, UserInputError
 
 HUB_DATASET = "nyu-mll/glue"
 DATA_ENV_VAR = "CKD_TUNE_DATA"
 LABELLED_SPLITS = ("train", "dev")
 # Bump when the reading, splitting or tokenising logic changes what the splits contain.
-_FINGERPRINT_VERSION = "glue-v1"
+_FINGERPRINT_VERSION = "glue-v2"
 
 
 @dataclass(frozen=True)
@@ -66,6 +76,7 @@ class GlueTask:
     hub_dev_split: str = "validation"
     train_file: str = "train.tsv"
     hub_label_column: str = "label"
+    phrase_groups: bool = False  # train rows include phrases of other rows (SST-2)
 
     @property
     def has_header(self) -> bool:
@@ -101,6 +112,7 @@ GLUE_TASKS: Mapping[str, GlueTask] = MappingProxyType(
             labels=_BINARY,
             metric_names=("accuracy",),
             main_metric="accuracy",
+            phrase_groups=True,
         ),
         "cola": GlueTask(
             name="cola",
@@ -431,16 +443,27 @@ class TokenizedSplit(Dataset):
     ``token_type_ids`` where the tokenizer gives them) as lists, ``labels`` and ``index``.
 
     ``labels`` is also available as a numpy array (int64, or float32 for regression) for metrics,
-    ``rows`` gives each item's row position in the official file it was drawn from and
-    ``lengths`` each item's number of tokens (the training loop batches similar lengths).
+    ``rows`` gives each item's row position in the official file it was drawn from,
+    ``lengths`` each item's number of tokens (the training loop batches similar lengths) and
+    ``words`` each item's number of whitespace words in its raw text(s), a pair's summed (or
+    ``None`` when not given).
     """
 
-    def __init__(self, items: list[dict[str, Any]], rows: np.ndarray, regression: bool) -> None:
+    def __init__(
+        self,
+        items: list[dict[str, Any]],
+        rows: np.ndarray,
+        regression: bool,
+        words: Sequence[int] | None = None,
+    ) -> None:
+        if words is not None and len(words) != len(items):
+            raise ValueError(f"TokenizedSplit: {len(words)} word counts for {len(items)} items")
         self.items = items
         self.rows = rows  # each item's row position in the official split it was drawn from
         dtype = np.float32 if regression else np.int64
         self.labels: np.ndarray = np.array([item["labels"] for item in items], dtype=dtype)
         self.lengths: list[int] = [len(item["input_ids"]) for item in items]
+        self.words: list[int] | None = None if words is None else [int(w) for w in words]
 
     def __len__(self) -> int:
         return len(self.items)
@@ -477,27 +500,6 @@ def _check_size(name: str, value: Any, *, allow_fraction: bool, n: int | None = 
         raise UserInputError(f"{name} must be at least 1{upper}, got {value}")
 
 
-def _draw(
-    rows: np.ndarray, labels: np.ndarray, size: int | float, seed: int, stratify: bool, what: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """Split ``rows`` into (rest, drawn) with ``size`` rows drawn, seeded and maybe stratified."""
-    try:
-        rest, drawn = train_test_split(
-            rows, test_size=size, random_state=seed, stratify=labels[rows] if stratify else None
-        )
-    except ValueError as err:
-        raise UserInputError(f"cannot draw {what} of size {size}: {err}") from None
-    return np.sort(rest), np.sort(drawn)
-
-
-def _subsample(
-    rows: np.ndarray, labels: np.ndarray, size: int | None, seed: int, stratify: bool, what: str
-) -> np.ndarray:
-    if size is None or size >= len(rows):
-        return rows
-    return _draw(rows, labels, size, seed, stratify, what)[1]
-
-
 def _tokenize(
     tokenizer: Any,
     texts: Sequence[tuple[str, ...]],
@@ -507,9 +509,10 @@ def _tokenize(
     regression: bool,
 ) -> TokenizedSplit:
     picked = [texts[r] for r in rows]
+    words = [sum(len(t.split()) for t in text) for text in picked]
     columns = list(zip(*picked, strict=True)) if picked else []
     if not columns:
-        return TokenizedSplit([], rows, regression)
+        return TokenizedSplit([], rows, regression, words)
     second = list(columns[1]) if len(columns) > 1 else None
     enc = tokenizer(list(columns[0]), second, truncation=True, max_length=max_seq_length)
     keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
@@ -520,7 +523,7 @@ def _tokenize(
         item["labels"] = float(label) if regression else int(label)
         item["index"] = i
         items.append(item)
-    return TokenizedSplit(items, rows, regression)
+    return TokenizedSplit(items, rows, regression, words)
 
 
 def _tokenizer_id(tokenizer: Any) -> dict[str, Any]:
@@ -533,6 +536,21 @@ def _tokenizer_id(tokenizer: Any) -> dict[str, Any]:
     }
 
 
+_GROUPS_CACHE: dict[str, np.ndarray] = {}  # train data digest -> source_groups (a few s each)
+
+
+def _phrase_groups(raw: _RawSplit) -> np.ndarray:
+    """:func:`source_groups` of the first text column, cached per process by data digest."""
+    groups = _GROUPS_CACHE.get(raw.digest)
+    if groups is None:
+        groups = source_groups([text[0] for text in raw.texts])
+        groups.setflags(write=False)
+        if len(_GROUPS_CACHE) >= 4:
+            _GROUPS_CACHE.pop(next(iter(_GROUPS_CACHE)))
+        _GROUPS_CACHE[raw.digest] = groups
+    return groups
+
+
 def load_glue(
     task: str,
     tokenizer: Any,
@@ -543,16 +561,23 @@ def load_glue(
     train_size: int | None = None,
     test_size: int | None = None,
     seed: int = 0,
+    teacher_size: int | None = None,
 ) -> TaskData:
-    """GLUE ``task`` tokenised into train / val / test splits ready for the training loop.
+    """GLUE ``task`` tokenised into train / val / test (/ teacher_train) splits for training.
 
     ``val`` (``val_size`` examples, or that fraction) is carved from the official training set,
-    ``train`` is the rest, optionally subsampled to ``train_size`` examples; ``test`` is the
-    official dev set, optionally subsampled to ``test_size``. All draws are seeded by ``seed``
-    and stratified by label for classification; sizes at or above what is available keep
-    everything. Data is read from ``data_dir`` (official GLUE TSV layout) if given, else from
-    the Hugging Face hub. The fingerprint changes with the data, the tokenizer's vocabulary and
-    every argument here.
+    from full sentences only for SST-2 (see the module docstring); ``train`` is the rest,
+    optionally subsampled to ``train_size`` examples; ``test`` is the official dev set,
+    optionally subsampled to ``test_size``. ``teacher_size``: also carve ``teacher_train``,
+    that many examples for the teacher alone: the rows left after val are split between the
+    student and the teacher by source group, in proportion to ``train_size : teacher_size``
+    (all but the teacher's share when ``train_size`` is None), and each is subsampled from
+    its share; ``train_size + teacher_size`` must then fit in what val leaves. ``None``: no
+    teacher split (the teacher trains on ``train``). All draws are seeded by ``seed`` and
+    stratified by label for classification; without a teacher split, a ``train_size`` or
+    ``test_size`` at or above what is available keeps everything. Data is read from
+    ``data_dir`` (official GLUE TSV layout) if given, else from the Hugging Face hub. The
+    fingerprint changes with the data, the tokenizer's vocabulary and every argument here.
     """
     spec = glue_task(task)
     if isinstance(max_seq_length, bool) or not isinstance(max_seq_length, int):
@@ -561,6 +586,7 @@ def load_glue(
         raise UserInputError(f"max_seq_length must be at least 8, got {max_seq_length}")
     _check_size("train_size", train_size, allow_fraction=False)
     _check_size("test_size", test_size, allow_fraction=False)
+    _check_size("teacher_size", teacher_size, allow_fraction=False)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise UserInputError(f"seed must be an integer, got {seed!r}")
 
@@ -572,20 +598,34 @@ def load_glue(
         dev_raw = _hub_split(task, "dev")
     _check_size("val_size", val_size, allow_fraction=True, n=len(train_raw.labels))
 
-    stratify = not spec.is_regression
-    train_labels = np.asarray(train_raw.labels)
-    dev_labels = np.asarray(dev_raw.labels)
-    all_rows = np.arange(len(train_labels))
-    train_rows, val_rows = _draw(all_rows, train_labels, val_size, seed, stratify, "val")
-    train_rows = _subsample(train_rows, train_labels, train_size, seed, stratify, "train")
-    test_rows = _subsample(
-        np.arange(len(dev_labels)), dev_labels, test_size, seed, stratify, "test"
-    )
-
     reg = spec.is_regression
-    train = _tokenize(tokenizer, train_raw.texts, train_raw.labels, train_rows, max_seq_length, reg)
-    val = _tokenize(tokenizer, train_raw.texts, train_raw.labels, val_rows, max_seq_length, reg)
-    test = _tokenize(tokenizer, dev_raw.texts, dev_raw.labels, test_rows, max_seq_length, reg)
+    train_labels = None if reg else np.asarray(train_raw.labels)
+    dev_labels = None if reg else np.asarray(dev_raw.labels)
+    groups = _phrase_groups(train_raw) if spec.phrase_groups else None
+    carved = carve_splits(
+        len(train_raw.labels),
+        val_size=val_size,
+        train_size=train_size,
+        teacher_size=teacher_size,
+        seed=seed,
+        stratify=train_labels,
+        groups=groups,
+        clip_train=True,
+    )
+    test_rows = subsample(
+        np.arange(len(dev_raw.labels)), test_size, seed=seed, stratify=dev_labels,
+        what=f"test_size={test_size}",
+    )  # fmt: skip
+
+    def tokenize(raw: _RawSplit, rows: np.ndarray) -> TokenizedSplit:
+        return _tokenize(tokenizer, raw.texts, raw.labels, rows, max_seq_length, reg)
+
+    train = tokenize(train_raw, carved.train)
+    val = tokenize(train_raw, carved.val)
+    test = tokenize(dev_raw, test_rows)
+    teacher_train = None
+    if carved.teacher_train is not None:
+        teacher_train = tokenize(train_raw, carved.teacher_train)
 
     settings = {
         "version": _FINGERPRINT_VERSION,
@@ -597,6 +637,8 @@ def load_glue(
         "val_size": val_size,
         "train_size": train_size,
         "test_size": test_size,
+        "teacher_size": teacher_size,
+        "phrase_groups": spec.phrase_groups,
         "seed": seed,
     }
     fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
@@ -611,6 +653,7 @@ def load_glue(
         metric=glue_metric(spec.name),
         main_metric=spec.main_metric,
         fingerprint=fingerprint,
+        teacher_train=teacher_train,
     )
 
 
