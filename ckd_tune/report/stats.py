@@ -143,39 +143,58 @@ def _t_test(res: Any, confidence: float, name: str, ci_name: str) -> dict[str, f
 
 
 def verdict(comparison: Mapping[str, Any], metric: str = "score") -> str:
-    """One plain sentence about a :func:`compare` result; never calls an unproven gap a win."""
+    """One plain sentence about a comparison; never calls an unproven gap a win.
+
+    With a ``bootstrap`` entry (:func:`paired_bootstrap`) and its Holm-adjusted ``p_holm``, the
+    sentence reports that test (the report's verdict test) and the seed-only t-test beside it;
+    without, the :func:`compare` t-tests alone.
+    """
     a, b = comparison["method"], comparison["baseline"]
     diff = comparison["mean_diff"]
     n = comparison["n_paired"]
     if comparison["n"] == 0 or comparison["n_baseline"] == 0:
         missing = a if comparison["n"] == 0 else b
         return f"{a} vs {b}: the test cannot be done: {missing} has no successful re-run."
-    if _too_few(comparison):
+    boot = comparison.get("bootstrap")
+    if _too_few(comparison) and boot is None:
         return (
             f"{a} vs {b}: the test cannot be done with {n} paired seed(s) "
             f"(at least 2 are needed); observed difference {signed(diff)} {metric}."
         )
-    tests = (
-        f"95% CI [{signed(comparison['ci_low'])}, {signed(comparison['ci_high'])}]; "
-        f"paired t-test p = {format_p(comparison['p_paired'])}, "
-        f"Welch p = {format_p(comparison['p_welch'])}; {n} seeds"
-    )
+    if boot is not None:
+        tests = (
+            f"bootstrap 95% CI [{signed(boot['ci_low'])}, {signed(boot['ci_high'])}], "
+            f"p = {format_p(boot['p'])}, Holm-adjusted p = {format_p(comparison.get('p_holm'))}; "
+            f"seed-only paired t-test p = {format_p(comparison['p_paired'])}; {n} seeds x "
+            f"{boot['n_examples']} test examples"
+        )
+    else:
+        tests = (
+            f"95% CI [{signed(comparison['ci_low'])}, {signed(comparison['ci_high'])}]; "
+            f"paired t-test p = {format_p(comparison['p_paired'])}, "
+            f"Welch p = {format_p(comparison['p_welch'])}; {n} seeds"
+        )
     if comparison["significant"]:
         return (
             f"{a} is significantly {comparison['direction']} than {b}: "
             f"{signed(diff)} {metric} ({tests})."
         )
-    if not comparison["testable"]:
+    if boot is None and not comparison["testable"]:
         return (
             f"no significant difference between {a} and {b}: {signed(diff)} {metric}; the tests "
             f"are undefined because the scores do not vary across seeds ({n} seeds)."
         )
     note = ""
     alpha = comparison["alpha"]
-    if comparison["p_paired"] <= alpha < comparison["p_welch"]:
+    if boot is None and comparison["p_paired"] <= alpha < comparison["p_welch"]:
         note = " The paired test alone is below the threshold; Welch's test does not confirm it."
-    elif comparison["p_welch"] <= alpha < comparison["p_paired"]:
+    elif boot is None and comparison["p_welch"] <= alpha < comparison["p_paired"]:
         note = " Welch's test alone is below the threshold; the paired test does not confirm it."
+    elif boot is not None and (comparison["p_paired"] or 1.0) <= alpha:
+        note = (
+            " The seed-only t-test is below the threshold, but it ignores the test set's own "
+            "sampling noise; the bootstrap over test examples does not confirm it."
+        )
     return (
         f"no significant difference between {a} and {b}: {signed(diff)} {metric} ({tests}); "
         f"the evidence does not separate them.{note}"
@@ -188,7 +207,7 @@ def short_verdict(comparison: Mapping[str, Any] | None) -> str:
         return "n/a"
     if comparison["significant"]:
         return f"significantly {comparison['direction']}"
-    if _too_few(comparison):
+    if _too_few(comparison) and comparison.get("bootstrap") is None:
         return "not testable (n < 2)"
     return "no significant difference"
 
@@ -218,7 +237,7 @@ def overall_verdict(
     if better:
         parts.append(
             f"{_join(better)} {'is' if len(better) == 1 else 'are'} significantly better than {label} "
-            "on the test split (both tests p <= 0.05, CI of the difference excludes 0)."
+            "on the test split (see the comparison table for the test)."
         )
     elif untestable and len(untestable) == len(labels):
         parts.append(
@@ -261,3 +280,364 @@ def _finite(x: Any) -> float | None:
 
 def _join(names: Sequence[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+# --------------------------------------------------------------------------------------------
+# Test-set sampling: the metrics under bootstrap weights, the paired bootstrap over seeds x test
+# examples, Holm's correction and minimum detectable differences.
+
+METRICS = ("accuracy", "f1", "mcc", "pearson", "spearman")
+_CLASSIFICATION = ("accuracy", "f1", "mcc")
+_BOOT_CHUNK = 256  # bootstrap replicates per (chunk, n) block of example counts
+
+
+def metric_scores(
+    preds: np.ndarray,
+    labels: np.ndarray,
+    metric: str,
+    weights: np.ndarray | None = None,
+) -> np.ndarray | float:
+    """The GLUE/CIFAR ``metric`` of ``preds`` against ``labels``, vectorised over replicates.
+
+    ``weights`` is a ``(B, n)`` matrix of non-negative integer counts: row ``b`` says how often
+    each test example is drawn in bootstrap replicate ``b``, and the metric of that row is the
+    metric of the data set with every example repeated that often. The result then has shape
+    ``(B,)``; without ``weights`` it is the plain metric as a float.
+
+    ``preds`` are predicted class indices (classification) or predicted values (regression).
+    Metrics, as in ``sklearn``/``scipy`` but 0.0 wherever undefined (never NaN):
+
+    - "accuracy": fraction correct;
+    - "f1": F1 of class 1 (``f1_score(pos_label=1, zero_division=0)``; other classes count as
+      negative);
+    - "mcc": Matthews correlation, binary or multi-class (``matthews_corrcoef``);
+    - "pearson", "spearman": correlation of predictions and labels (spearman: average ranks
+      for ties); 0.0 with constant predictions or labels or fewer than two examples.
+    """
+    preds = np.asarray(preds).reshape(-1)
+    labels = np.asarray(labels).reshape(-1)
+    if preds.shape != labels.shape:
+        raise ValueError(f"{preds.size} predictions for {labels.size} labels")
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
+    single = weights is None
+    w = np.ones((1, labels.size)) if weights is None else _check_weights(weights, labels.size)
+    if metric in _CLASSIFICATION:
+        columns = _count_columns(preds, labels, metric)
+        out = _from_counts(w @ columns, w.sum(axis=1), metric)
+    elif metric == "pearson":
+        out = _weighted_pearson(preds.astype(float), labels.astype(float), w)
+    else:
+        out = _weighted_pearson(_weighted_ranks(preds, w), _weighted_ranks(labels, w), w)
+    return float(out[0]) if single else out
+
+
+def _check_weights(weights: np.ndarray, n: int) -> np.ndarray:
+    w = np.asarray(weights)
+    if w.ndim != 2 or w.shape[1] != n:
+        raise ValueError(f"weights must have shape (B, {n}), not {w.shape}")
+    w = w.astype(float, copy=False)
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or np.any(w != np.round(w)):
+        raise ValueError("weights must be non-negative integer counts")
+    return w
+
+
+def _count_columns(preds: np.ndarray, labels: np.ndarray, metric: str) -> np.ndarray:
+    """Per-example indicator columns ``(n, c)`` whose weighted sums determine ``metric``.
+
+    accuracy: [correct]; f1: [tp, fp, fn] of class 1; mcc: [correct, one-hot(labels),
+    one-hot(preds)] over the classes present in either.
+    """
+    correct = (preds == labels).astype(float)
+    if metric == "accuracy":
+        return correct[:, None]
+    if metric == "f1":
+        p1, y1 = preds == 1, labels == 1
+        return np.stack([p1 & y1, p1 & ~y1, ~p1 & y1], axis=1).astype(float)
+    classes = np.unique(np.concatenate([labels, preds]))
+    onehot_y = (labels[:, None] == classes[None, :]).astype(float)
+    onehot_p = (preds[:, None] == classes[None, :]).astype(float)
+    return np.concatenate([correct[:, None], onehot_y, onehot_p], axis=1)
+
+
+def _from_counts(sums: np.ndarray, total: np.ndarray, metric: str) -> np.ndarray:
+    """``metric`` per row from the weighted column sums of :func:`_count_columns`.
+
+    The sums are integer-valued floats, so the zero checks below are exact.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if metric == "accuracy":
+            return np.where(total > 0, sums[:, 0] / total, 0.0)
+        if metric == "f1":
+            tp, fp, fn = sums[:, 0], sums[:, 1], sums[:, 2]
+            denom = 2 * tp + fp + fn
+            return np.where(denom > 0, 2 * tp / denom, 0.0)
+        k = (sums.shape[1] - 1) // 2
+        correct, t_sum, p_sum = sums[:, 0], sums[:, 1 : 1 + k], sums[:, 1 + k :]
+        cov_ytyp = correct * total - (t_sum * p_sum).sum(axis=1)
+        cov_ypyp = total**2 - (p_sum * p_sum).sum(axis=1)
+        cov_ytyt = total**2 - (t_sum * t_sum).sum(axis=1)
+        denom = cov_ytyt * cov_ypyp
+        return np.where(denom > 0, cov_ytyp / np.sqrt(denom), 0.0)
+
+
+def _weighted_ranks(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``(B, n)``: the average rank each example would have in replicate ``b``'s data set."""
+    x = np.asarray(x, dtype=float)
+    order = np.argsort(x, kind="stable")
+    xs = x[order]
+    starts = np.flatnonzero(np.r_[True, xs[1:] != xs[:-1]])  # first index of each tie group
+    group = np.empty(x.size, dtype=np.intp)
+    group[order] = np.cumsum(np.r_[True, xs[1:] != xs[:-1]]) - 1
+    group_w = np.add.reduceat(w[:, order], starts, axis=1)  # (B, groups)
+    below = np.cumsum(group_w, axis=1) - group_w
+    group_rank = below + (group_w + 1) / 2
+    return group_rank[:, group]
+
+
+def _weighted_pearson(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Pearson correlation per row of counts ``w``; ``x``, ``y`` are ``(n,)`` or ``(B, n)``.
+
+    0.0 where a row draws fewer than two examples or only one distinct value of x or y.
+    """
+    x = np.broadcast_to(x, w.shape)
+    y = np.broadcast_to(y, w.shape)
+    drawn = w > 0
+    total = w.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xc = x - ((w * x).sum(axis=1) / total)[:, None]
+        yc = y - ((w * y).sum(axis=1) / total)[:, None]
+        sxy = (w * xc * yc).sum(axis=1)
+        sxx = (w * xc * xc).sum(axis=1)
+        syy = (w * yc * yc).sum(axis=1)
+        r = sxy / np.sqrt(sxx * syy)
+    varies = _varies(x, drawn) & _varies(y, drawn) & (total >= 2)
+    ok = varies & np.isfinite(r)
+    return np.where(ok, np.clip(r, -1.0, 1.0), 0.0)
+
+
+def _varies(x: np.ndarray, drawn: np.ndarray) -> np.ndarray:
+    """Whether the drawn values of each row take more than one value (exact, no tolerance)."""
+    high = np.where(drawn, x, -np.inf).max(axis=1)
+    low = np.where(drawn, x, np.inf).min(axis=1)
+    return high > low
+
+
+def _example_counts(rng: np.random.Generator, rows: int, n: int) -> np.ndarray:
+    """``(rows, n)`` counts of ``n`` test examples drawn with replacement, one row per replicate."""
+    idx = rng.integers(0, n, size=(rows, n)) + (np.arange(rows) * n)[:, None]
+    return np.bincount(idx.ravel(), minlength=rows * n).reshape(rows, n).astype(float)
+
+
+def paired_bootstrap(
+    preds: Mapping[int, np.ndarray],
+    ref_preds: Mapping[int, np.ndarray],
+    labels: np.ndarray,
+    metric: str,
+    *,
+    n_boot: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> dict[str, Any]:
+    """Hierarchical paired bootstrap of ``mean_s metric(preds[s]) - metric(ref_preds[s])``.
+
+    ``preds`` and ``ref_preds`` map seeds to test-set predictions (see :func:`metric_scores`);
+    only the seeds both have are used. Unlike :func:`compare`, which is conditional on the test
+    set, this accounts for test-set sampling too: each of the ``n_boot`` replicates resamples
+    the seeds with replacement (the same seeds for both methods) and the test examples with
+    replacement (the same examples for every seed and both methods), and recomputes the mean
+    difference. Deterministic for a given ``seed``.
+
+    Returns ``diff`` (observed), ``ci_low``/``ci_high`` (percentile ``confidence`` interval),
+    ``p`` (two-sided: ``2 * min(P(d* <= 0), P(d* >= 0))`` over the replicates d*, at least
+    ``1 / (n_boot + 1)`` and at most 1), ``se`` (sd of the replicates), ``se_seed`` (sd with
+    only the seeds resampled, test set fixed; None with fewer than 2 seeds), ``se_test`` (sd with
+    only the test examples resampled, all seeds kept), ``n_seeds``, ``n_examples``, ``n_boot``,
+    ``confidence``, ``metric`` and ``method``. The partial replicates reuse the draws of the
+    full ones. Raises ``ValueError`` without a common seed or for mismatched lengths.
+    """
+    if n_boot < 2:
+        raise ValueError(f"n_boot must be at least 2, not {n_boot}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), not {confidence}")
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
+    labels = np.asarray(labels).reshape(-1)
+    n = labels.size
+    seeds = sorted(set(preds) & set(ref_preds))
+    if not seeds:
+        raise ValueError("the two methods have no seed in common")
+    if n == 0:
+        raise ValueError("no test examples")
+    runs = [np.asarray(preds[s]).reshape(-1) for s in seeds]
+    runs += [np.asarray(ref_preds[s]).reshape(-1) for s in seeds]
+    for r in runs:
+        if r.size != n:
+            raise ValueError(f"{r.size} predictions for {n} labels")
+    k = len(seeds)
+    observed = np.array([metric_scores(r, labels, metric) for r in runs])
+    per_seed = observed[:k] - observed[k:]  # (k,)
+    diff = float(per_seed.mean())
+
+    rng = np.random.default_rng(seed)
+    seed_idx = rng.integers(0, k, size=(n_boot, k)) + (np.arange(n_boot) * k)[:, None]
+    seed_counts = np.bincount(seed_idx.ravel(), minlength=n_boot * k).reshape(n_boot, k)
+    columns = None
+    if metric in _CLASSIFICATION:
+        blocks = [_count_columns(r, labels, metric) for r in runs]
+        width = blocks[0].shape[1]
+        columns = np.concatenate(blocks, axis=1)  # (n, 2k * width)
+    per_seed_boot = np.empty((n_boot, k))  # replicate x seed: the difference on resampled tests
+    for start in range(0, n_boot, _BOOT_CHUNK):
+        stop = min(start + _BOOT_CHUNK, n_boot)
+        w = _example_counts(rng, stop - start, n)
+        if columns is not None:
+            sums = w @ columns
+            total = w.sum(axis=1)
+            scores = np.stack(
+                [
+                    _from_counts(sums[:, j * width : (j + 1) * width], total, metric)
+                    for j in range(2 * k)
+                ],
+                axis=1,
+            )
+        else:
+            scores = np.stack([metric_scores(r, labels, metric, w) for r in runs], axis=1)
+        per_seed_boot[start:stop] = scores[:, :k] - scores[:, k:]
+    boot = (per_seed_boot * seed_counts).sum(axis=1) / k  # seeds and examples resampled
+    test_only = per_seed_boot.mean(axis=1)
+    seed_only = seed_counts @ per_seed / k
+
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(boot, [tail, 1 - tail])
+    p_two = 2 * min(np.mean(boot <= 0), np.mean(boot >= 0))
+    p = float(min(1.0, max(p_two, 1 / (n_boot + 1))))
+    return {
+        "diff": diff,
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "p": p,
+        "se": float(boot.std(ddof=1)),
+        "se_seed": float(seed_only.std(ddof=1)) if k >= 2 else None,
+        "se_test": float(test_only.std(ddof=1)),
+        "n_seeds": k,
+        "n_examples": int(n),
+        "n_boot": int(n_boot),
+        "confidence": confidence,
+        "metric": metric,
+        "method": "paired bootstrap over seeds x test examples",
+    }
+
+
+def holm(pvalues: Mapping[str, float | None]) -> dict[str, float | None]:
+    """Holm-Bonferroni adjusted p-values, keyed as ``pvalues``.
+
+    With the m available p-values in ascending order p_(1) <= ... <= p_(m), the adjusted
+    p_(i) is ``max_{j <= i} min(1, (m - j + 1) * p_(j))``: monotone in p and capped at 1.
+    ``None`` (and NaN) stay ``None`` and do not count toward m.
+    """
+    present = {}
+    for name, p in pvalues.items():
+        if p is None or math.isnan(p):
+            continue
+        if not 0 <= p <= 1:
+            raise ValueError(f"p-value of {name!r} is not in [0, 1]: {p}")
+        present[name] = float(p)
+    out: dict[str, float | None] = dict.fromkeys(pvalues)
+    m = len(present)
+    running = 0.0
+    for i, name in enumerate(sorted(present, key=present.__getitem__)):
+        running = max(running, min(1.0, (m - i) * present[name]))
+        out[name] = running
+    return out
+
+
+def _quantile_sum(alpha: float, power: float, df: int | None) -> float | None:
+    """``q(1 - alpha/2) + q(power)``: normal quantiles, or Student-t ones with ``df``."""
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), not {alpha}")
+    if not 0 < power < 1:
+        raise ValueError(f"power must be in (0, 1), not {power}")
+    if df is None:
+        return float(stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power))
+    if df < 1:
+        return None
+    return float(stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df))
+
+
+def mde(
+    se: float | None, *, alpha: float = ALPHA, power: float = 0.8, df: int | None = None
+) -> float | None:
+    """Minimum detectable difference of a two-sided level-``alpha`` test with standard error ``se``.
+
+    ``(q(1 - alpha/2) + q(power)) * se``, q the standard normal quantile, or Student-t with
+    ``df`` degrees of freedom when given: the true difference that such a test detects with
+    probability ``power`` (the usual approximation for the t-test). ``None`` for a missing or
+    non-finite ``se``, or ``df < 1``. Same units as ``se``.
+    """
+    if se is None or not math.isfinite(se):
+        return None
+    if se < 0:
+        raise ValueError(f"se must be non-negative, not {se}")
+    q = _quantile_sum(alpha, power, df)
+    return None if q is None else q * float(se)
+
+
+def seeds_needed(
+    target: float,
+    sd_seed: float | None,
+    se_test: float | None,
+    *,
+    alpha: float = ALPHA,
+    power: float = 0.8,
+    max_seeds: int = 1000,
+) -> int | None:
+    """Seeds needed for the bootstrap's minimum detectable difference to reach ``target``.
+
+    The smallest n >= 1 with ``(z_{1-alpha/2} + z_power) * sqrt(sd_seed**2 / n + se_test**2)
+    <= target``: the seed part of the variance shrinks with more seeds, the test-set part
+    ``se_test**2`` does not. ``sd_seed`` is the per-seed sd of the paired difference (so the
+    bootstrap's ``se_seed`` is about ``sd_seed / sqrt(n_seeds)``). ``None`` when no n <=
+    ``max_seeds`` suffices (e.g. ``se_test`` alone is already too big) or an input is missing
+    or non-finite.
+    """
+    if target is None or sd_seed is None or se_test is None:
+        return None
+    if not all(math.isfinite(v) for v in (target, sd_seed, se_test)):
+        return None
+    if sd_seed < 0 or se_test < 0:
+        raise ValueError("sd_seed and se_test must be non-negative")
+    q = _quantile_sum(alpha, power, None)
+    assert q is not None
+
+    def detects(n: int) -> bool:
+        return q * math.sqrt(sd_seed**2 / n + se_test**2) <= target
+
+    if detects(1):
+        return 1
+    room = (target / q) ** 2 - se_test**2  # what the seed part may use
+    if room <= 0:
+        return None
+    n = max(1, math.ceil(sd_seed**2 / room) - 2)  # just below the answer: rounding errs by < 1
+    while n <= max_seeds and not detects(n):
+        n += 1
+    return n if n <= max_seeds else None
+
+
+def seed_mde(
+    comparison: Mapping[str, Any], *, alpha: float = ALPHA, power: float = 0.8
+) -> float | None:
+    """Minimum detectable difference of :func:`compare`'s paired (seed-only) t-test.
+
+    The standard error ``sd_diff / sqrt(n)`` of the mean paired difference is recovered from the
+    paired CI (half-width = ``t_{(1+confidence)/2, n-1} * se``) and the MDE uses Student-t
+    quantiles with ``n - 1`` degrees of freedom (see :func:`mde`). This is conditional on the
+    test set. ``None`` when the comparison has no paired CI (fewer than 2 seeds, no variation).
+    """
+    n = comparison.get("n_paired") or 0
+    low, high = comparison.get("ci_low"), comparison.get("ci_high")
+    if n < 2 or low is None or high is None:
+        return None
+    confidence = comparison.get("confidence", CONFIDENCE)
+    se = (high - low) / (2 * float(stats.t.ppf((1 + confidence) / 2, n - 1)))
+    return mde(se, alpha=alpha, power=power, df=n - 1)

@@ -1,0 +1,309 @@
+"""The test-set-aware statistics of ckd_tune.report.stats: weighted metrics, the paired bootstrap
+over seeds x test examples, Holm's correction and minimum detectable differences."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+from ckd_tune.report.stats import (
+    compare,
+    holm,
+    mde,
+    metric_scores,
+    paired_bootstrap,
+    seed_mde,
+    seeds_needed,
+)
+
+# --------------------------------------------------------------------------------------------
+# metric_scores against sklearn / scipy on the data expanded by the weights
+
+
+def _reference(metric: str, preds: np.ndarray, labels: np.ndarray) -> float:
+    if labels.size == 0:  # sklearn refuses empty input; we call it undefined: 0.0
+        return 0.0
+    if metric == "accuracy":
+        value = accuracy_score(labels, preds)
+    elif metric == "f1":
+        value = f1_score(labels, preds, pos_label=1, zero_division=0)
+    elif metric == "mcc":
+        value = matthews_corrcoef(labels, preds)
+    else:
+        if labels.size < 2 or np.all(preds == preds[0]) or np.all(labels == labels[0]):
+            return 0.0
+        fn = stats.pearsonr if metric == "pearson" else stats.spearmanr
+        value = fn(preds, labels)[0]
+    value = float(value)
+    return value if math.isfinite(value) else 0.0
+
+
+def _data(metric: str, rng: np.random.Generator, n: int, classes: int = 2):
+    if metric in ("pearson", "spearman"):
+        labels = rng.normal(size=n)
+        preds = labels + rng.normal(size=n)
+        if metric == "spearman":  # ties, as in STS-B's 0-5 scores
+            labels, preds = np.round(labels, 1), np.round(preds, 1)
+        return preds, labels
+    labels = rng.integers(0, classes, size=n)
+    preds = np.where(rng.random(n) < 0.7, labels, rng.integers(0, classes, size=n))
+    return preds, labels
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "f1", "mcc", "pearson", "spearman"])
+def test_metric_scores_match_sklearn_scipy_under_count_weights(metric):
+    rng = np.random.default_rng(1)
+    n = 40
+    preds, labels = _data(metric, rng, n)
+    weights = rng.poisson(1.0, size=(30, n))
+    weights[0] = 0  # an empty replicate: 0.0
+    weights[1] = 0
+    weights[1, 3] = 5  # one example drawn five times: undefined correlations -> 0.0
+    got = metric_scores(preds, labels, metric, weights)
+    assert got.shape == (30,)
+    want = [_reference(metric, np.repeat(preds, w), np.repeat(labels, w)) for w in weights]
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    plain = metric_scores(preds, labels, metric)
+    assert isinstance(plain, float)
+    assert plain == pytest.approx(_reference(metric, preds, labels), rel=1e-12, abs=1e-12)
+
+
+def test_multiclass_mcc_matches_sklearn():
+    rng = np.random.default_rng(2)
+    preds, labels = _data("mcc", rng, 60, classes=4)
+    weights = rng.integers(0, 3, size=(20, 60))
+    got = metric_scores(preds, labels, "mcc", weights)
+    want = [matthews_corrcoef(np.repeat(labels, w), np.repeat(preds, w)) for w in weights]
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore:A single label was found")
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 12).flatmap(
+        lambda n: st.tuples(
+            st.lists(st.integers(0, 1), min_size=n, max_size=n),
+            st.lists(st.integers(0, 1), min_size=n, max_size=n),
+            st.lists(st.lists(st.integers(0, 3), min_size=n, max_size=n), min_size=1, max_size=4),
+        )
+    ),
+    st.sampled_from(["accuracy", "f1", "mcc"]),
+)
+def test_binary_metrics_match_sklearn_on_edge_cases(data, metric):
+    preds, labels, weights = (np.asarray(x) for x in data)
+    got = metric_scores(preds, labels, metric, weights)
+    want = [_reference(metric, np.repeat(preds, w), np.repeat(labels, w)) for w in weights]
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    assert not np.any(np.isnan(got))
+
+
+def test_undefined_metrics_are_zero_not_nan():
+    labels = np.array([0, 1, 0, 1])
+    assert metric_scores(np.zeros(4, int), labels, "mcc") == 0.0
+    assert metric_scores(np.zeros(4, int), np.zeros(4, int), "f1") == 0.0
+    assert metric_scores(np.ones(4), labels.astype(float), "pearson") == 0.0
+    assert metric_scores(np.ones(4), labels.astype(float), "spearman") == 0.0
+    assert metric_scores(np.array([1.0]), np.array([2.0]), "pearson") == 0.0
+
+
+def test_metric_scores_rejects_bad_input():
+    with pytest.raises(ValueError, match="unknown metric"):
+        metric_scores(np.zeros(3), np.zeros(3), "auc")
+    with pytest.raises(ValueError, match="predictions for"):
+        metric_scores(np.zeros(3), np.zeros(4), "accuracy")
+    with pytest.raises(ValueError, match="shape"):
+        metric_scores(np.zeros(3), np.zeros(3), "accuracy", np.ones(3))
+    with pytest.raises(ValueError, match="counts"):
+        metric_scores(np.zeros(3), np.zeros(3), "accuracy", -np.ones((2, 3)))
+
+
+# --------------------------------------------------------------------------------------------
+# paired_bootstrap
+
+
+def _runs(rng: np.random.Generator, labels: np.ndarray, acc: float, seeds=range(5)):
+    """Per seed, predictions right on a fraction ``acc`` of the (binary) examples."""
+    out = {}
+    for s in seeds:
+        right = rng.random(labels.size) < acc
+        out[s] = np.where(right, labels, 1 - labels)
+    return out
+
+
+def _sst2(n: int = 872, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return rng, rng.integers(0, 2, size=n)
+
+
+def test_bootstrap_is_deterministic_and_reports_its_keys():
+    rng, labels = _sst2(300)
+    a, b = _runs(rng, labels, 0.8), _runs(rng, labels, 0.78)
+    first = paired_bootstrap(a, b, labels, "accuracy", n_boot=300, seed=3)
+    again = paired_bootstrap(a, b, labels, "accuracy", n_boot=300, seed=3)
+    other = paired_bootstrap(a, b, labels, "accuracy", n_boot=300, seed=4)
+    assert first == again
+    assert other["ci_low"] != first["ci_low"]
+    assert set(first) == {
+        "diff", "ci_low", "ci_high", "p", "se", "se_seed", "se_test",
+        "n_seeds", "n_examples", "n_boot", "confidence", "metric", "method",
+    }  # fmt: skip
+    assert first["method"] == "paired bootstrap over seeds x test examples"
+    assert (first["n_seeds"], first["n_examples"], first["n_boot"]) == (5, 300, 300)
+    observed = np.mean([accuracy_score(labels, a[s]) - accuracy_score(labels, b[s]) for s in a])
+    assert first["diff"] == pytest.approx(observed)
+
+
+def test_large_real_effect_is_tiny_p_and_ci_around_the_difference():
+    rng, labels = _sst2()
+    good, bad = _runs(rng, labels, 0.9), _runs(rng, labels, 0.6)
+    for metric in ("accuracy", "f1", "mcc"):
+        res = paired_bootstrap(good, bad, labels, metric, n_boot=500, seed=0)
+        assert res["ci_low"] < res["diff"] < res["ci_high"]
+        assert res["ci_low"] > 0
+        assert res["p"] == pytest.approx(1 / 501)  # floored, never 0
+    worse = paired_bootstrap(bad, good, labels, "accuracy", n_boot=500)
+    assert worse["ci_high"] < 0 and worse["p"] == pytest.approx(1 / 501)
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "f1", "mcc", "pearson", "spearman"])
+def test_identical_predictions_give_zero_difference_and_p_one(metric):
+    rng = np.random.default_rng(5)
+    preds = {}
+    for s in range(3):
+        preds[s], labels = _data(metric, np.random.default_rng(s), 100)
+    labels = _data(metric, rng, 100)[1]
+    res = paired_bootstrap(preds, dict(preds), labels, metric, n_boot=200)
+    assert res["diff"] == 0.0 and res["ci_low"] == 0.0 and res["ci_high"] == 0.0
+    assert res["p"] == 1.0
+    assert res["se"] == 0.0 and res["se_seed"] == 0.0 and res["se_test"] == 0.0
+
+
+def test_only_common_seeds_are_used():
+    rng, labels = _sst2(200)
+    a, b = _runs(rng, labels, 0.8, seeds=range(4)), _runs(rng, labels, 0.7, seeds=range(1, 6))
+    both = paired_bootstrap(a, b, labels, "accuracy", n_boot=200)
+    trimmed = paired_bootstrap(
+        {s: a[s] for s in (1, 2, 3)}, {s: b[s] for s in (1, 2, 3)}, labels, "accuracy", n_boot=200
+    )
+    assert both == trimmed and both["n_seeds"] == 3
+
+
+def test_resampling_is_paired_over_seeds_and_examples():
+    # Per seed the method fixes a few of the reference's errors and breaks nothing, while the
+    # seeds differ wildly in quality: with the same seeds and the same examples for both
+    # methods in every replicate, no replicate can show the method worse.
+    rng, labels = _sst2(400)
+    ref = {0: _runs(rng, labels, 0.5, [0])[0], 1: _runs(rng, labels, 0.95, [0])[0]}
+    ref[2] = _runs(rng, labels, 0.7, [0])[0]
+    method = {}
+    for s, p in ref.items():
+        fixed = p.copy()
+        wrong = np.flatnonzero(p != labels)
+        fixed[wrong[:10]] = labels[wrong[:10]]
+        method[s] = fixed
+    for metric in ("accuracy", "mcc"):
+        res = paired_bootstrap(method, ref, labels, metric, n_boot=500)
+        assert res["ci_low"] >= 0
+
+
+def test_se_test_matches_the_analytic_disagreement_formula():
+    # With seeds fixed, the accuracy difference is the mean over examples of d_i (the per-seed
+    # average of correct(method) - correct(ref)), whose bootstrap sd is sqrt(var(d) / n).
+    rng, labels = _sst2()
+    a, b = _runs(rng, labels, 0.85), _runs(rng, labels, 0.83)
+    d = np.mean([(a[s] == labels).astype(float) - (b[s] == labels) for s in a], axis=0)
+    analytic = math.sqrt(d.var() / labels.size)
+    res = paired_bootstrap(a, b, labels, "accuracy", n_boot=2000, seed=1)
+    assert res["se_test"] == pytest.approx(analytic, rel=0.06)
+    # one seed: sqrt((disagreement - diff^2) / n)
+    one = paired_bootstrap({0: a[0]}, {0: b[0]}, labels, "accuracy", n_boot=2000, seed=1)
+    ca, cb = a[0] == labels, b[0] == labels
+    disagree, diff = np.mean(ca != cb), np.mean(ca) - np.mean(cb)
+    assert one["se_test"] == pytest.approx(math.sqrt((disagree - diff**2) / 872), rel=0.06)
+    assert one["se_seed"] is None and one["n_seeds"] == 1
+
+
+def test_se_seed_matches_the_sd_of_the_seed_mean():
+    rng, labels = _sst2(500)
+    a = {s: _runs(rng, labels, acc, [0])[0] for s, acc in enumerate([0.6, 0.7, 0.8, 0.9, 0.75])}
+    b = _runs(rng, labels, 0.7)
+    per_seed = [accuracy_score(labels, a[s]) - accuracy_score(labels, b[s]) for s in a]
+    res = paired_bootstrap(a, b, labels, "accuracy", n_boot=2000)
+    # the bootstrap sd of a mean of k values is their population sd / sqrt(k)
+    assert res["se_seed"] == pytest.approx(np.std(per_seed) / math.sqrt(5), rel=0.08)
+    assert res["se"] >= 0.95 * max(res["se_seed"], res["se_test"])
+
+
+def test_bootstrap_rejects_bad_input():
+    labels = np.zeros(5, int)
+    with pytest.raises(ValueError, match="no seed in common"):
+        paired_bootstrap({0: labels}, {1: labels}, labels, "accuracy")
+    with pytest.raises(ValueError, match="predictions for"):
+        paired_bootstrap({0: labels[:4]}, {0: labels}, labels, "accuracy")
+
+
+# --------------------------------------------------------------------------------------------
+# holm, mde, seeds_needed, seed_mde
+
+
+def test_holm_worked_example():
+    # m = 4 (None does not count); sorted: d .005, a .01, c .03, b .04
+    # -> d 4*.005 = .02; a max(.02, 3*.01) = .03; c max(.03, 2*.03) = .06; b max(.06, .04) = .06
+    got = holm({"a": 0.01, "b": 0.04, "c": 0.03, "d": 0.005, "e": None})
+    assert got.keys() == {"a", "b", "c", "d", "e"}
+    assert got["e"] is None
+    for name, want in {"a": 0.03, "b": 0.06, "c": 0.06, "d": 0.02}.items():
+        assert got[name] == pytest.approx(want)
+    assert holm({"x": 0.5, "y": 0.6}) == {"x": 1.0, "y": 1.0}  # capped at 1
+    assert holm({"x": 0.04}) == {"x": 0.04}
+    assert holm({}) == {} and holm({"x": None}) == {"x": None}
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(0, 1), min_size=1, max_size=8))
+def test_holm_is_monotone_capped_and_not_below_raw(ps):
+    got = holm({str(i): p for i, p in enumerate(ps)})
+    pairs = sorted((p, got[str(i)]) for i, p in enumerate(ps))
+    adjusted = [q for _, q in pairs]
+    assert adjusted == sorted(adjusted)
+    assert all(p <= q <= 1 for p, q in pairs)
+
+
+def test_mde_numbers():
+    assert mde(1.0) == pytest.approx(1.959964 + 0.841621, abs=1e-5)  # 2.8016
+    assert mde(1.0) == pytest.approx(2.8016, abs=1e-4)
+    assert mde(0.5, alpha=0.01, power=0.9) == pytest.approx(0.5 * (2.575829 + 1.281552), abs=1e-5)
+    assert mde(1.0, df=4) == pytest.approx(2.776445 + 0.940965, abs=1e-5)
+    assert mde(None) is None and mde(float("nan")) is None and mde(float("inf")) is None
+    assert mde(1.0, df=0) is None
+    assert mde(0.0) == 0.0
+
+
+def test_seeds_needed_against_direct_search():
+    z = 1.959964 + 0.841621
+    for target, sd_seed, se_test in [(2.0, 2.0, 0.5), (3.0, 4.0, 0.8), (1.5, 1.0, 0.3)]:
+        direct = next(
+            n for n in range(1, 10_000) if z * math.sqrt(sd_seed**2 / n + se_test**2) <= target
+        )
+        assert seeds_needed(target, sd_seed, se_test) == direct
+    assert seeds_needed(2.0, 2.0, 0.5) == 16  # 4 / ((2 / 2.8016)^2 - 0.25) = 15.4
+    assert seeds_needed(2.0, 2.0, 0.5, max_seeds=15) is None
+    assert seeds_needed(2.0, 2.0, 1.0) is None  # 2.8016 * 1.0 > 2 already from the test set
+    assert seeds_needed(10.0, 2.0, 0.5) == 1
+    assert seeds_needed(2.0, None, 0.5) is None and seeds_needed(2.0, 1.0, None) is None
+
+
+def test_seed_mde_recovers_the_paired_t_test_se():
+    method = {0: 91.0, 1: 90.2, 2: 92.1, 3: 90.9, 4: 91.5}
+    ref = {0: 90.1, 1: 90.0, 2: 90.7, 3: 90.6, 4: 89.8}
+    d = np.array([method[s] - ref[s] for s in method])
+    se = d.std(ddof=1) / math.sqrt(5)
+    want = (stats.t.ppf(0.975, 4) + stats.t.ppf(0.8, 4)) * se
+    assert seed_mde(compare(method, ref)) == pytest.approx(want, rel=1e-9)
+    assert seed_mde(compare({0: 1.0}, {0: 0.5})) is None
