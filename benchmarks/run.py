@@ -26,6 +26,7 @@ from benchmarks import (
     bench_logit_cache,
     bench_scaling,
     bench_search,
+    bench_step,
     bench_trainable,
 )
 from benchmarks.common import (
@@ -46,6 +47,7 @@ BENCHMARKS: dict[str, Callable[[Context], BenchResult]] = {
     bench_scaling.SCALING: bench_scaling.run_scaling,
     bench_scaling.MEMORY: bench_scaling.run_memory,
     bench_batching.NAME: bench_batching.run,
+    bench_step.NAME: bench_step.run,
 }
 """Name -> benchmark, in the order they run."""
 
@@ -56,6 +58,7 @@ SUMMARIES = {
     bench_scaling.SCALING: "sweep wall time, 1 vs 2 concurrent trials (>= 1.5x)",
     bench_scaling.MEMORY: "peak RSS of driver and trials, 1 vs 2 concurrent (growth <= 1.10x)",
     bench_batching.NAME: "examples/s and test accuracy, length-grouped vs shuffled batches (>= 1.5x)",
+    bench_step.NAME: "student training step vs FLOP + optimizer-bandwidth estimate (<= 1.5x)",
 }
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -66,8 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description="Performance benchmarks of ckd_tune: trainable overhead, teacher-logit cache, "
-        "search efficiency (TPE+ASHA vs random+FIFO), concurrency scaling, memory and length-grouped "
-        "batching. Each writes "
+        "search efficiency (TPE+ASHA vs random+FIFO), concurrency scaling, memory, length-grouped "
+        "batching and the training step against a compute estimate. Each writes "
         "<out>/<name>.json; a table is printed at the end.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

@@ -5,7 +5,9 @@ A new bench is one ``prepare`` function plus a :data:`BENCHES` entry and its dat
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +17,7 @@ from torch import nn
 
 from ckd_tune import cache
 from ckd_tune.config import TrainConfig
-from ckd_tune.data import TaskData
+from ckd_tune.data import SPLITS, TaskData
 from ckd_tune.errors import UserInputError
 from ckd_tune.models import BUNDLED_ENCODER, TextModelSpec, load_tokenizer
 from ckd_tune.teacher import Teacher, cached_teacher, fine_tune_teacher, teacher_logits
@@ -44,6 +46,10 @@ class Profile:
     teacher_lr: float = 1e-4
     base: dict = field(default_factory=dict)  # TrainConfig defaults for the bench's students
     teacher_base: dict = field(default_factory=dict)  # TrainConfig settings for teacher training
+    # examples the teacher is trained on, disjoint from the student's train and val examples (so
+    # its logits on the student's examples are predictions, not memories); None: the teacher
+    # trains on the student's own training examples (the papers' protocol at full scale)
+    teacher_size: int | None = None
 
 
 @dataclass
@@ -98,6 +104,7 @@ GLUE_PROFILES = {
         "smoke",
         train_size=64,
         val_size=32,
+        teacher_size=64,
         test_size=64,
         epochs=2,
         teacher_epochs=1,
@@ -106,21 +113,26 @@ GLUE_PROFILES = {
         batch_size=16,
         max_seq_length=64,
     ),
+    # sized in docs/protocol.md: <= 30 min on 2 idle CPU cores, 5 seeds, a teacher that never saw
+    # the student's examples; lr etc. shared by every method (measured by a pilot, see there)
     "quick": Profile(
         "quick",
-        train_size=2000,
-        val_size=500,
+        train_size=3000,
+        val_size=872,
+        teacher_size=8000,
         test_size=None,
         epochs=3,
-        teacher_epochs=3,
-        num_samples=6,
-        seeds=3,
+        teacher_epochs=2,
+        num_samples=4,
+        seeds=5,
         max_seq_length=64,
+        base={"lr": 4e-4},
     ),
     "paper": Profile(
         "paper",
         train_size=None,
         val_size=0.05,
+        teacher_size=None,  # the papers' teacher is fine-tuned on the whole training set
         test_size=None,
         epochs=10,
         teacher_epochs=3,
@@ -150,6 +162,7 @@ def prepare_glue(request: BenchRequest) -> PreparedBench:
         max_seq_length=profile.max_seq_length,
         val_size=profile.val_size,
         train_size=profile.train_size,
+        teacher_size=profile.teacher_size,
         test_size=profile.test_size,
         seed=0,
     )
@@ -186,10 +199,7 @@ def _text_teacher(request: BenchRequest, profile: Profile, data: TaskData) -> Te
             load=lambda d: TextModelSpec(str(d), data.num_labels, pretrained_head=True).build(),
         )  # fmt: skip
     logits = teacher_logits(model, data, request.cache_dir, fp, device=torch.device(request.device))
-    metrics = {
-        split: data.metric(logits[split].numpy(), data.split(split).labels)
-        for split in ("val", "test")
-    }
+    metrics = {split: data.metric(logits[split].numpy(), data.split(split).labels) for split in SPLITS}
     name = request.teacher or f"{profile.teacher} fine-tuned ({profile.teacher_epochs} epochs)"
     return Teacher(
         name=name,
@@ -219,11 +229,14 @@ def _trained_teacher(
     config = _teacher_config(request, profile)
     fp = cache.fingerprint("teacher", spec_fingerprint, data.fingerprint, config.to_flat())
 
+    # the teacher's own examples when the data has a teacher split (disjoint from the student's)
+    own = data if data.teacher_train is None else dataclasses.replace(data, train=data.teacher_train)
+
     def build(tmp: Path) -> dict:
         log.info("training the teacher (%s) on %s: %d examples x %d epochs", profile.teacher,
-                 data.name, len(data.train), config.epochs)  # fmt: skip
+                 data.name, len(own.train), config.epochs)  # fmt: skip
         model, metrics, seconds = fine_tune_teacher(
-            data, spec, config, device=torch.device(request.device)
+            own, spec, config, device=torch.device(request.device)
         )
         save(model, tmp)
         return {"metrics": metrics, "train_seconds": seconds}
@@ -233,27 +246,28 @@ def _trained_teacher(
 
 
 def _teacher_config(request: BenchRequest, profile: Profile) -> TrainConfig:
+    # the driver trains the teacher before any trial starts: every core of this machine is free
     return TrainConfig(
         method="none",
         lr=profile.teacher_lr,
         epochs=profile.teacher_epochs,
         batch_size=profile.batch_size,
-        num_threads=request.num_threads,
+        num_threads=max(request.num_threads, os.cpu_count() or 1),
         **profile.teacher_base,
     )
 
 
 _SGD = {"optimizer": "sgd", "lr_schedule": "step", "weight_decay": 5e-4, "warmup_ratio": 0.0}
 CIFAR_PROFILES = {
-    "smoke": Profile("smoke", train_size=256, val_size=64, test_size=64, epochs=2, teacher_epochs=2,
+    "smoke": Profile("smoke", train_size=160, val_size=64, teacher_size=96, test_size=64, epochs=2, teacher_epochs=2,
                      num_samples=2, seeds=2, batch_size=64, teacher="resnet8", student="resnet8",
                      student_layers=None, teacher_lr=0.05, base={**_SGD, "lr": 0.05},
                      teacher_base=_SGD),
-    "quick": Profile("quick", train_size=5000, val_size=1000, test_size=None, epochs=5,
+    "quick": Profile("quick", train_size=5000, val_size=1000, teacher_size=5000, test_size=None, epochs=5,
                      teacher_epochs=15, num_samples=6, seeds=3, batch_size=64, teacher="resnet32",
                      student="resnet8", student_layers=None, teacher_lr=0.05,
                      base={**_SGD, "lr": 0.05}, teacher_base=_SGD),
-    "paper": Profile("paper", train_size=None, val_size=5000, test_size=None, epochs=200,
+    "paper": Profile("paper", train_size=None, val_size=5000, teacher_size=None, test_size=None, epochs=200,
                      teacher_epochs=200, num_samples=50, seeds=5, batch_size=128, teacher="resnet110",
                      student="resnet8", student_layers=None, teacher_lr=0.1,
                      base={**_SGD, "lr": 0.1}, teacher_base=_SGD),
@@ -275,6 +289,7 @@ def prepare_cifar(request: BenchRequest) -> PreparedBench:
         data_dir=request.data_dir,
         val_size=profile.val_size,
         train_size=profile.train_size,
+        teacher_size=profile.teacher_size,
         test_size=profile.test_size,
         seed=0,
     )
@@ -294,8 +309,7 @@ def prepare_cifar(request: BenchRequest) -> PreparedBench:
         )  # fmt: skip
     model.to(device)
     metrics = {
-        split: evaluate(model, data, split, batch_size=256, device=device)
-        for split in ("val", "test")
+        split: evaluate(model, data, split, batch_size=256, device=device) for split in SPLITS
     }
     if spec.num_classes != data.num_labels:
         raise UserInputError(

@@ -40,6 +40,9 @@ class TrainConfig:
     t_max: float = 10.0
     temperature_path: str = "steps"  # "steps" (paper: integer T) or any schedule shape name
     temperature_params: dict[str, float] = field(default_factory=dict)
+    # when scheduled values (T, psi) change: "epoch" (the papers: at epoch starts, progress =
+    # epoch / epochs) or "step" (every optimizer step, progress = steps done / all steps)
+    schedule_unit: str = "epoch"
     # fraction of training over which T reaches 1 (Annealing-KD: phase 1)
     anneal_fraction: float = 0.5
     # Continuation-KD: psi grows 0 -> 1 and reaches 1 at psi_end_fraction of training
@@ -79,6 +82,9 @@ class TrainConfig:
         )
         if self.temperature_path in SCHEDULES:
             _check_shape(self.temperature_path, self.temperature_params, "temperature_params")
+        _require(
+            self.schedule_unit in ("epoch", "step"), "schedule_unit", "must be 'epoch' or 'step'"
+        )
         _require(0 < self.anneal_fraction <= 1, "anneal_fraction", "must be in (0, 1]")
         _require(
             self.psi_shape in SCHEDULES,

@@ -1,13 +1,15 @@
 """Distillation methods: per batch, which loss with which scheduled values.
 
 A method turns ``(config, progress)`` into the loss of a batch, where ``progress in [0, 1]``
-is the fraction of all optimizer steps done. It also tells the loop what it needs: teacher
+is the fraction of training done (:func:`progress`: at epoch starts with
+``schedule_unit="epoch"``, the papers' choice, or per optimizer step). It also tells the loop what it needs: teacher
 logits or not, and (Annealing-KD) the epoch at which phase 2 starts from the best phase-1
 weights. A new method is one :class:`Method` in :data:`METHODS` plus a YAML space and a test.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,7 +31,9 @@ class Method:
     ``schedule(config, progress)`` gives the scheduled values (``T``, ``phi``, ``psi``, ...)
     that ``loss(student_logits, teacher_logits, labels, config, values)`` uses; the loop logs
     them. ``phase2_epoch(config)`` is the epoch at which the loop reloads the best weights so
-    far before going on, or ``None``.
+    far and starts a fresh optimizer and lr schedule, or ``None``. ``annealing_fields`` name the
+    config fields (fractions of training) before whose end the method is still annealing: early
+    stopping must not judge a trial before then.
     """
 
     name: str
@@ -37,6 +41,18 @@ class Method:
     schedule: Schedule
     loss: LossFn
     phase2_epoch: Callable[[TrainConfig], int | None] = lambda config: None
+    annealing_fields: tuple[str, ...] = ()
+
+
+def progress(config: TrainConfig, done: float) -> float:
+    """The schedule's progress when the fraction ``done`` of all optimizer steps is done.
+
+    ``schedule_unit="epoch"``: the start of the current epoch, ``floor(done * epochs) / epochs``
+    (values change at epoch boundaries, as in the papers); ``"step"``: ``done`` itself.
+    """
+    if config.schedule_unit == "step":
+        return done
+    return min(math.floor(done * config.epochs + 1e-9), config.epochs - 1) / config.epochs
 
 
 def _no_schedule(config: TrainConfig, progress: float) -> dict[str, float]:
@@ -119,8 +135,15 @@ METHODS: dict[str, Method] = {
         schedule=_annealing_schedule,
         loss=_annealing_loss,
         phase2_epoch=_annealing_phase2,
+        annealing_fields=("anneal_fraction",),
     ),
-    "ckd": Method(name="ckd", needs_teacher=True, schedule=_ckd_schedule, loss=_ckd_loss),
+    "ckd": Method(
+        name="ckd",
+        needs_teacher=True,
+        schedule=_ckd_schedule,
+        loss=_ckd_loss,
+        annealing_fields=("anneal_fraction", "psi_end_fraction"),
+    ),
 }
 
 

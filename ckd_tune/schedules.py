@@ -60,6 +60,18 @@ def step(p: float, n_steps: int = 1) -> float:
     return math.floor(p * n_steps + 1e-9) / n_steps
 
 
+def ramp(p: float, level: float = 0.25, ramp_end: float = 1.0) -> float:
+    """The papers' psi: ``level * min(p / ramp_end, 1)`` before the end, then 1 at ``p = 1``.
+
+    A linear ramp from 0 to ``level`` over the first ``ramp_end`` of the window, a plateau at
+    ``level``, and a jump to 1 when the window ends (Continuation-KD's ``psi = i / 40`` per
+    epoch up to a plateau, then 1: ``level = plateau``, evaluated per epoch).
+    """
+    if p >= 1.0 - 1e-9:
+        return 1.0
+    return level * min(p / ramp_end, 1.0)
+
+
 SCHEDULES: dict[str, ShapeFn] = {
     "constant": constant,
     "linear": linear,
@@ -67,6 +79,7 @@ SCHEDULES: dict[str, ShapeFn] = {
     "exponential": exponential,
     "sigmoid": sigmoid,
     "step": step,
+    "ramp": ramp,
 }
 
 # Valid ranges of shape parameters: name -> (low, high), inclusive; ``None`` = unbounded.
@@ -76,6 +89,8 @@ _PARAM_RANGES: dict[str, tuple[float | None, float | None]] = {
     "steepness": (1e-6, None),
     "midpoint": (0.0, 1.0),
     "n_steps": (1, None),
+    "level": (0.0, 1.0),
+    "ramp_end": (1e-6, 1.0),
 }
 
 PAPER_STEPS = "steps"

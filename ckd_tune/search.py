@@ -1,7 +1,9 @@
 """``python -m ckd_tune.search``: tune every KD method with an equal budget, then compare them.
 
-Per method: Optuna TPE (or random) sampling through Ray Tune's ``OptunaSearch``, ASHA early
-stopping, one MLflow run per trial; then a sweep summary and the comparison report.
+Per method: Optuna TPE (or random) sampling through Ray Tune's ``OptunaSearch``, every trial run
+to the end (FIFO; ASHA optional, never judging a trial before its annealing ends), one MLflow run
+per trial; then a sweep summary and the comparison report. The protocol is argued in
+``docs/protocol.md``.
 """
 
 from __future__ import annotations
@@ -80,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--profile",
         default="quick",
         choices=sorted({name for bench in BENCHES.values() for name in bench.profiles}),
-        help="run size: smoke (tests, < 1 min), quick (2 CPU cores, ~20 min), paper (GPUs)",
+        help="run size: smoke (tests, < 1 min), quick (2 CPU cores, <= 30 min; see "
+        "docs/protocol.md), paper (GPUs)",
     )
     p.add_argument("--num-samples", type=int, help="trials per method (default: the profile's)")
     p.add_argument(
@@ -89,12 +92,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--searcher", default="tpe", choices=["tpe", "random"], help="Optuna sampler")
     p.add_argument(
         "--scheduler",
-        default="asha",
-        choices=["asha", "fifo"],
-        help="asha: early-stop weak trials; fifo: run every trial to the end",
+        default="fifo",
+        choices=["fifo", "asha"],
+        help="fifo: run every trial to the end; asha: stop weak trials early, but never before "
+        "the end of the annealing window of the method's space (its grace period)",
     )
     p.add_argument(
-        "--seed", type=int, default=0, help="seed of the samplers and of every trial's training"
+        "--seed",
+        type=int,
+        default=0,
+        help="search seed: the samplers' and every search trial's; the report's re-runs use "
+        "seed + 1, ..., seed + seeds (disjoint from it)",
     )
     p.add_argument(
         "--data-dir",
@@ -363,8 +371,9 @@ def run(plan: Plan) -> int:
     logging.getLogger("ray.tune.execution.experiment_state").setLevel(logging.ERROR)
     args = plan.args
     print(
-        f"sweep {plan.sweep}: methods {', '.join(plan.methods)}, {plan.num_samples} trials each, "
-        f"up to {plan.epochs} epochs; MLflow: {redact(plan.tracking_uri)}",
+        f"sweep {plan.sweep}: methods {', '.join(plan.methods)}, {plan.num_samples} trials per "
+        f"method with a search space, {plan.epochs} epochs each ({args.searcher}, "
+        f"{args.scheduler}); search seed {args.seed}; MLflow: {redact(plan.tracking_uri)}",
         flush=True,
     )
     # the bench first (data, teacher): its input errors come before Ray starts
@@ -469,7 +478,7 @@ def search_method(
     tracker = MLflowTrialCallback(plan.tracking_uri, experiment_id, tags, max_epochs=plan.epochs)
     callbacks: list[Any] = [tracker]
     if not args.quiet:
-        callbacks.append(ProgressPrinter(method, plan.num_samples))
+        callbacks.append(ProgressPrinter(method, method_samples(plan, method)))
     t0 = time.perf_counter()
     if args.resume and Tuner.can_restore(path):
         print(f"{method}: resuming the interrupted search at {path}", flush=True)
@@ -483,7 +492,7 @@ def search_method(
         concurrent = args.max_concurrent or max(1, int(_cluster_cpus() // args.cpus_per_trial))
         tuner = Tuner(
             trainable,
-            tune_config=tune_config(plan, method, concurrent),
+            tune_config=tune_config(plan, method, min(concurrent, method_samples(plan, method))),
             run_config=RunConfig(
                 name=method,
                 storage_path=plan.storage,
@@ -497,7 +506,7 @@ def search_method(
     trials = saved_trials(results)
     tracker.reconcile(trials)  # runs the callbacks missed (driver killed, trial ended unseen)
     ended = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
-    if ended < max(len(trials), plan.num_samples):
+    if ended < max(len(trials), method_samples(plan, method)):
         raise SweepInterrupted(method, ended)
     summary = summarise(method, results, prepared, time.perf_counter() - t0)
     cache.write_json(asdict(summary), done_path)
@@ -523,9 +532,38 @@ class SweepInterrupted(Exception):
         self.method = method
 
 
+def method_samples(plan: Plan, method: str) -> int:
+    """Search trials of ``method``: the plan's budget, or 1 when its space searches nothing
+    (every trial would train the same config with the same seed)."""
+    return plan.num_samples if plan.spaces[method].params else 1
+
+
+def grace_period(space: SearchSpace, epochs: int) -> int:
+    """Epochs before ASHA may stop a trial of ``space``: past the latest end of its annealing.
+
+    The method's ``annealing_fields`` (fractions of training) are bounded by the space (a
+    searched range's upper bound, a fixed value, or the default); the grace period covers the
+    largest, so no trial is judged while its teacher temperature or psi is still moving.
+    """
+    from ckd_tune.config import TrainConfig
+
+    end = 0.0
+    for name in get_method(space.method).annealing_fields:
+        spec = next((p for p in space.params if p.name == name), None)
+        if spec is not None:
+            end = max(end, float(spec.high if spec.type != "categorical" else max(spec.choices)))
+        else:
+            end = max(end, float(space.fixed.get(name, getattr(TrainConfig(), name))))
+    return min(epochs, max(1, math.ceil(end * epochs - 1e-9)))
+
+
 def tune_config(plan: Plan, method: str, concurrent: int) -> Any:
     """One method's ``TuneConfig``: Optuna (TPE or random) behind a ``ConcurrencyLimiter``,
-    and ASHA (or FIFO) on ``training_iteration`` = epochs."""
+    and FIFO (or ASHA past the annealing window) on ``training_iteration`` = epochs.
+
+    TPE starts from ``n_startup`` random trials (half the budget, at least 2): with the
+    small budgets of a CPU run, a density model fitted to fewer points steers at random.
+    """
     import optuna
     from optuna.samplers import RandomSampler, TPESampler
     from ray.tune import TuneConfig
@@ -540,7 +578,7 @@ def tune_config(plan: Plan, method: str, concurrent: int) -> Any:
         sampler = (
             TPESampler(
                 seed=args.seed,
-                n_startup_trials=max(2, plan.num_samples // 3),
+                n_startup_trials=max(2, plan.num_samples // 2),
                 multivariate=True,
                 group=True,
             )
@@ -550,20 +588,21 @@ def tune_config(plan: Plan, method: str, concurrent: int) -> Any:
     searcher = OptunaSearch(
         space=plan.spaces[method].define_by_run, metric=METRIC, mode="max", sampler=sampler
     )
+    grace = grace_period(plan.spaces[method], plan.epochs)
     scheduler = (
         ASHAScheduler(
             time_attr="training_iteration",
             max_t=plan.epochs,
-            grace_period=1,
+            grace_period=grace,
             reduction_factor=2,
         )
-        if args.scheduler == "asha"
+        if args.scheduler == "asha" and grace < plan.epochs
         else FIFOScheduler()
     )
     return TuneConfig(
         metric=METRIC,
         mode="max",
-        num_samples=plan.num_samples,
+        num_samples=method_samples(plan, method),
         search_alg=ConcurrencyLimiter(searcher, max_concurrent=concurrent),
         scheduler=scheduler,
     )

@@ -26,7 +26,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from ckd_tune.config import TrainConfig
 from ckd_tune.data import TaskData, item_lengths
 from ckd_tune.errors import NonFiniteLossError
-from ckd_tune.methods import get_method
+from ckd_tune.methods import get_method, progress
 
 TeacherFn = Callable[[dict[str, Tensor]], Tensor]
 """Gives the teacher's logits for a batch (cached by example index, or a live forward pass)."""
@@ -74,6 +74,31 @@ class LiveTeacher:
             return logits_of(self.model(**model_inputs(batch))).float()
 
 
+class ShuffledTeacher:
+    """A positive control: ``signal``'s logits given to the wrong examples.
+
+    Cached logits are permuted once across the training examples (a fixed, seeded derangement:
+    every example consistently gets another example's logits for the whole run); a live teacher
+    (augmented images, no fixed example) gives each example its batch neighbour's logits (a roll
+    by one). The teacher's knowledge is kept but no longer matches the inputs: vanilla KD from
+    these logits is the control a bench must be able to tell apart from vanilla KD.
+    """
+
+    def __init__(self, signal: TeacherFn, seed: int = 0) -> None:
+        self.signal = signal
+        self.cached = None
+        if isinstance(signal, CachedTeacher):
+            n = len(signal.logits)
+            perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+            derangement = perm[(torch.argsort(perm) + 1) % n]  # the next one in a random cycle
+            self.cached = CachedTeacher(signal.logits[derangement])
+
+    def __call__(self, batch: dict[str, Tensor]) -> Tensor:
+        if self.cached is not None:
+            return self.cached(batch)
+        return self.signal(batch).roll(1, dims=0)
+
+
 def model_inputs(batch: dict[str, Tensor]) -> dict[str, Tensor]:
     """The batch without ``labels`` and ``index``: what the model's forward takes."""
     return {k: v for k, v in batch.items() if k not in NON_INPUT_KEYS}
@@ -99,6 +124,84 @@ def train(
     Raises :class:`NonFiniteLossError` (with the partial result attached as ``.result``)
     when the loss becomes NaN or infinite.
     """
+    # on CPU the embeddings' gradients are sparse, scattered into a persistent dense buffer:
+    # the same gradients without a fresh 47 MB zero-filled tensor per step (benchmarks/train_step)
+    restore = sparse_embedding_grads(student) if torch.device(device).type == "cpu" else None
+    try:
+        return _train(
+            config, data, student, teacher, on_epoch=on_epoch, resume=resume, device=device
+        )
+    finally:
+        if restore is not None:
+            restore()
+
+
+class SparseEmbeddingGrad:
+    """``post_accumulate_grad_hook``: a sparse embedding gradient scattered into a dense buffer.
+
+    With ``nn.Embedding(sparse=True)`` the backward pass yields only the rows of the batch's
+    tokens instead of allocating, zero-filling and returning a fresh ``vocab x hidden`` tensor
+    every step (47 MB for the MiniLM student, page-faulted in anew each time because the
+    allocator returns blocks that size to the OS). The hook copies those rows into one
+    persistent dense buffer, after re-zeroing the rows it wrote the step before, and makes that
+    buffer the parameter's ``.grad``: the optimizer sees the dense gradient it saw before (up to
+    the order in which a repeated token's rows are summed). A gradient that later backward
+    passes accumulate onto the buffer in place is left alone and marks the whole buffer for
+    zeroing next time.
+    """
+
+    def __init__(self) -> None:
+        self.buffer: Tensor | None = None
+        self.rows: Tensor | None = None  # rows of ``buffer`` that may be non-zero
+        self.all_dirty = False
+
+    def __call__(self, param: Tensor) -> None:
+        grad = param.grad
+        if grad is None or not grad.is_sparse:
+            if grad is not None and grad is self.buffer:
+                self.all_dirty = True
+            return
+        grad = grad.coalesce()
+        if self.buffer is None:
+            self.buffer = torch.zeros_like(param)
+        elif self.all_dirty:
+            self.buffer.zero_()
+        elif self.rows is not None:
+            self.buffer.index_fill_(0, self.rows, 0)
+        self.rows = grad.indices()[0]
+        self.buffer.index_copy_(0, self.rows, grad.values())
+        self.all_dirty = False
+        param.grad = self.buffer
+
+
+def sparse_embedding_grads(model: nn.Module) -> Callable[[], None]:
+    """Give ``model``'s trainable ``nn.Embedding`` layers sparse gradients scattered into a
+    persistent dense buffer (:class:`SparseEmbeddingGrad`); returns a function that undoes it."""
+    undo = []
+    for module in model.modules():
+        if isinstance(module, nn.Embedding) and module.weight.requires_grad and not module.sparse:
+            handle = module.weight.register_post_accumulate_grad_hook(SparseEmbeddingGrad())
+            module.sparse = True
+            undo.append((module, handle))
+
+    def restore() -> None:
+        for module, handle in undo:
+            handle.remove()
+            module.sparse = False
+
+    return restore
+
+
+def _train(
+    config: TrainConfig,
+    data: TaskData,
+    student: nn.Module,
+    teacher: TeacherFn | None,
+    *,
+    on_epoch: OnEpoch | None,
+    resume: dict[str, Any] | None,
+    device: str | torch.device,
+) -> TrainResult:
     torch.set_num_threads(config.num_threads)
     method = get_method(config.method)
     if method.needs_teacher and teacher is None:
@@ -108,30 +211,43 @@ def train(
 
     steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
-    optimizer, scheduler = _optimizer(config, student, total_steps, device)
     phase2_epoch = method.phase2_epoch(config)
+
+    def fresh_optimizer(first_epoch: int) -> tuple[torch.optim.Optimizer, Any]:
+        """An optimizer and lr schedule over the epochs from ``first_epoch`` to the end."""
+        steps = steps_per_epoch * (config.epochs - first_epoch)
+        return _optimizer(config, student, steps, device)
 
     start_epoch, history = 0, []
     best_score, best_epoch, best_metrics, best_state = -math.inf, 0, {}, None
     if resume is not None:
+        start_epoch = resume["epoch"]
+    in_phase2 = phase2_epoch is not None and start_epoch > phase2_epoch
+    optimizer, scheduler = fresh_optimizer(phase2_epoch if in_phase2 else 0)
+    if resume is not None:
         student.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
-        start_epoch, history = resume["epoch"], list(resume["history"])
+        history = list(resume["history"])
         best_score, best_epoch = resume["best_score"], resume["best_epoch"]
         best_metrics = dict(resume["best_metrics"])
         best_state = resume.get("best_model") or _copy_weights(student)
 
     for epoch in range(start_epoch, config.epochs):
-        if epoch == phase2_epoch and best_state is not None:
-            student.load_state_dict(best_state)  # Annealing-KD: phase 2 starts from phase 1's best
+        if epoch == phase2_epoch:
+            # Annealing-KD phase 2 (as the official code): start from phase 1's best weights
+            # with a fresh optimizer and lr schedule over the remaining epochs
+            if best_state is not None:
+                student.load_state_dict(best_state)
+            optimizer, scheduler = fresh_optimizer(epoch)
         _seed_epoch(config.seed, epoch)
         loader = train_loader(config, data, epoch)
         student.train()
         t0, loss_sum, seen, values = time.perf_counter(), 0.0, 0, {}
         for step, batch in enumerate(loader):
             batch = {k: v.to(device) for k, v in batch.items()}
-            values = method.schedule(config, (epoch * steps_per_epoch + step) / total_steps)
+            done = (epoch * steps_per_epoch + step) / total_steps
+            values = method.schedule(config, progress(config, done))
             with _autocast(device):
                 z_s = logits_of(student(**model_inputs(batch))).float()
             z_t = teacher(batch) if method.needs_teacher else None

@@ -36,10 +36,29 @@ def test_glue_smoke_bench_is_ready(glue_smoke):
     assert isinstance(prepared.teacher_signal, CachedTeacher)
     for split in ("train", "val", "test"):
         assert prepared.teacher.logits[split].shape == (len(prepared.data.split(split)), 2)
-    assert set(prepared.teacher.metrics) == {"val", "test"}
+    # the teacher's score on the student's training examples shows whether it memorised them
+    assert set(prepared.teacher.metrics) == {"train", "val", "test"}
     assert 0.0 <= prepared.teacher.metrics["test"]["accuracy"] <= 1.0
     student = prepared.build_student(0)
     assert student.config.num_hidden_layers == 2
+
+
+def test_teacher_trains_on_its_own_examples_not_the_students(glue_dir, tmp_path, monkeypatch):
+    seen = []
+    real = benches.fine_tune_teacher
+    monkeypatch.setattr(
+        benches, "fine_tune_teacher", lambda data, *a, **k: seen.append(data) or real(data, *a, **k)
+    )
+    request = BenchRequest(
+        bench="glue", task="sst2", profile="smoke", data_dir=glue_dir, cache_dir=tmp_path
+    )
+    prepared = get_bench("glue").prepare(request)
+    data = prepared.data
+    assert len(seen) == 1 and seen[0].train is data.teacher_train
+    assert len(data.teacher_train) == benches.GLUE_PROFILES["smoke"].teacher_size
+    student_rows = set(data.train.rows) | set(data.val.rows)
+    assert not student_rows & set(data.teacher_train.rows)  # never saw the student's examples
+    assert seen[0].val is data.val  # the teacher selects its epoch on the same validation split
 
 
 def test_teacher_is_reused_not_retrained(glue_smoke, monkeypatch):

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # benchmarks/ is a top-level package beside ckd_tune/, not installed
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import bench_batching  # noqa: E402
+from benchmarks import bench_batching, bench_step  # noqa: E402
 from benchmarks.bench_search import Curve, compare_seed  # noqa: E402
 from benchmarks.common import MODES, Context, Target, with_overrides  # noqa: E402
 from benchmarks.run import BENCHMARKS, build_parser, main  # noqa: E402
@@ -108,3 +108,31 @@ def test_length_grouping_runs_both_sides_per_seed(glue_dir: Path, tmp_path: Path
     assert tokens["grouped"]["padded"] < tokens["shuffled"]["padded"]  # the point of grouping
     assert summary["test_comparison"]["n_paired"] == 2 and summary["test_verdict"]
     assert result["target"]["value"] == summary["throughput_ratio_median"]
+
+
+def test_train_step_estimates_and_times_every_candidate(glue_dir: Path, tmp_path: Path) -> None:
+    settings = with_overrides(
+        MODES["quick"], train_size=48, val_size=16, test_size=16, batch_size=8, repeats=1
+    )
+    ctx = Context(settings, glue_dir, tmp_path / "cache", tmp_path / "out", tmp_path / "work")
+    result = bench_step.run(ctx).to_json()
+    summary = result["summary"]
+    tokens = summary["tokens"]
+    assert tokens["steps_per_epoch"] == tokens["timed_steps"] == 6
+    assert tokens["padded_per_step"] >= tokens["real_per_step"] > 0
+    estimate = result["measurements"]["estimate"]
+    assert estimate["train_flops_per_step_padded_tokens"] >= estimate["train_flops_per_step"] > 0
+    for clock in ("wall", "cpu"):
+        e = estimate[clock]
+        assert e["estimate_ms"] == pytest.approx(e["compute_ms"] + e["optimizer_ms"])
+    assert set(summary["candidates"]) == set(bench_step.VARIANTS)
+    for name, candidate in summary["candidates"].items():
+        assert candidate["mean_step_s"] > 0 and candidate["cpu_s_per_step"] > 0, name
+    assert summary["candidates"]["baseline"]["ratio_to_baseline"] == pytest.approx(1.0)
+    assert result["target"]["value"] == summary["ratio_measured_to_estimate"]
+    assert not result["target"]["higher_is_better"]
+    assert set(summary["train_loop_check_mean_step_s"]) == {"baseline", bench_step.RECOMMENDED}
+    sides = [c["side"] for c in result["measurements"]["train_loop_check"]]
+    assert sides == ["baseline", bench_step.RECOMMENDED, bench_step.RECOMMENDED, "baseline"]
+    breakdown = summary["where_the_time_goes_ms"]["baseline"]
+    assert breakdown["estimate: compute on real tokens"] > 0

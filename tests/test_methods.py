@@ -15,6 +15,7 @@ from ckd_tune import losses
 from ckd_tune.config import TrainConfig
 from ckd_tune.errors import UserInputError
 from ckd_tune.methods import METHODS, Method, get_method
+from ckd_tune.methods import progress as schedule_progress
 from ckd_tune.schedules import SCHEDULES, phi, temperature
 
 
@@ -329,3 +330,19 @@ def test_losses_are_finite_scalars_with_grad(name: str, num_logits: int) -> None
         assert z_s.grad is not None
         assert torch.isfinite(z_s.grad).all()
         assert z_t.grad is None
+
+
+@pytest.mark.parametrize(
+    "unit, done, expected",
+    [("epoch", 0.0, 0.0), ("epoch", 0.24, 0.0), ("epoch", 0.25, 0.25), ("epoch", 0.99, 0.75),
+     ("epoch", 1.0, 0.75), ("step", 0.3, 0.3)],
+)  # fmt: skip
+def test_progress_at_epoch_starts_or_per_step(unit: str, done: float, expected: float) -> None:
+    config = TrainConfig(epochs=4, schedule_unit=unit)
+    assert schedule_progress(config, done) == pytest.approx(expected)
+
+
+def test_annealing_fields_name_the_window_early_stopping_must_wait_for() -> None:
+    assert METHODS["ckd"].annealing_fields == ("anneal_fraction", "psi_end_fraction")
+    assert METHODS["annealing_kd"].annealing_fields == ("anneal_fraction",)
+    assert METHODS["kd"].annealing_fields == METHODS["none"].annealing_fields == ()

@@ -10,6 +10,7 @@ from argparse import Namespace
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from mlflow.entities import Metric
@@ -36,6 +37,7 @@ from ckd_tune.report import (
     verdict,
 )
 from ckd_tune.report.cli import _find_summary_run as find_summary_run
+from ckd_tune.report.reruns import RerunJob
 from ckd_tune.search import MethodSummary, write_summary
 from ckd_tune.teacher import Teacher
 from ckd_tune.train import CachedTeacher, evaluate
@@ -347,7 +349,7 @@ def test_results_json_is_complete(built):
     for name in ("ckd", "kd", "none"):
         m = methods[name]
         assert m["status"] == "ok"
-        assert [r["seed"] for r in m["seeds"]] == [0, 1, 2]  # the same seeds for every method
+        assert [r["seed"] for r in m["seeds"]] == [1, 2, 3]  # the same seeds for every method
         assert m["test"]["n"] == (2 if name == "none" else 3) and m["test"]["ci_low"] is not None
         assert all(len(r["history"]) == 3 for r in m["seeds"] if r["status"] == "ok")
         assert 0.0 <= m["test"]["mean"] <= 1.0
@@ -358,10 +360,11 @@ def test_results_json_is_complete(built):
     assert all("verdict" in c for c in results["comparisons"]["kd"].values())
     assert results["teacher"]["test"] == built.prepared.teacher.metrics["test"]["accuracy"]
     assert (
-        methods["none"]["failed_seeds"] == [2] and methods["none"]["seeds"][2]["status"] == "failed"
+        methods["none"]["failed_seeds"] == [2] and methods["none"]["seeds"][1]["status"] == "failed"
     )
     assert results["comparisons"]["kd"]["none"]["n_paired"] == 2  # paired over the common seeds
-    assert results["setup"]["seeds"] == [0, 1, 2] and results["setup"]["student"].startswith(
+    assert results["setup"]["search_seed"] == 0  # the re-runs never replay the search's seed
+    assert results["setup"]["seeds"] == [1, 2, 3] and results["setup"]["student"].startswith(
         "TinyNet"
     )
     assert set(results["schedules"]) == {"ckd"}
@@ -378,12 +381,12 @@ def test_reruns_and_artifacts_are_in_mlflow(built):
     runs = built.client.search_runs(
         [built.experiment_id], f"tags.role = 'rerun' and tags.sweep = '{built.sweep}'"
     )
-    assert len(runs) == 9
-    assert {(r.data.tags["method"], r.data.tags["seed"]) for r in runs} == {
-        (m, s) for m in ("ckd", "kd", "none") for s in ("0", "1", "2")
+    assert len(runs) == 12  # 3 methods x 3 seeds + the positive control's 3
+    assert {(r.data.tags["arm"], r.data.tags["seed"]) for r in runs} == {
+        (m, s) for m in ("ckd", "kd", "none", report.CONTROL) for s in ("1", "2", "3")
     }
     failed = [r for r in runs if r.info.status == "FAILED"]
-    assert [(r.data.tags["method"], r.data.tags["seed"]) for r in failed] == [("none", "2")]
+    assert [(r.data.tags["arm"], r.data.tags["seed"]) for r in failed] == [("none", "2")]
     assert "nan" in failed[0].data.tags["failure_reason"]
     for r in runs:
         if r in failed:
@@ -437,7 +440,7 @@ def test_failed_rerun_is_recorded_per_seed(monkeypatch):
     monkeypatch.setattr(ckd_tune.train, "train", flaky)
     prepared = make_prepared()
     kd = make_summaries()[1]
-    records = [report.rerun(prepared, "kd", kd.best_config, seed) for seed in (0, 1)]
+    records = [report.rerun(prepared, RerunJob("kd", "kd", kd.best_config, seed)) for seed in (0, 1)]
     assert records[0]["status"] == "ok" and "state" in records[0]
     assert records[1]["status"] == "failed" and "nan" in records[1]["error"]
     records[0].pop("state")
@@ -563,13 +566,13 @@ def test_cli_rebuilds_the_sweep_from_mlflow(built, monkeypatch, capsys):
     assert len(seen) == 1 and seen[0].cache_dir == built.tmp / "cache"
     assert seen[0].bench == "points" and seen[0].profile == "smoke" and seen[0].data_dir is None
     results = json.loads((sweep_dir / "report" / "results.json").read_text())
-    assert results["setup"]["seeds"] == [5, 6]  # the profile's 2 seeds, offset by the sweep seed
+    assert results["setup"]["seeds"] == [6, 7]  # the profile's 2 seeds, after the sweep's seed
     assert results["setup"]["searcher"] == "random" and results["setup"]["scheduler"] == "fifo"
     assert results["methods"]["annealing_kd"]["status"] == "failed"
     assert all(len(results["methods"][m]["seeds"]) == 2 for m in ("ckd", "kd", "none"))
     assert load_student(sweep_dir / "report" / "models" / "kd") is not None
     runs = client.search_runs([experiment_id], "tags.role = 'rerun'")
-    assert len(runs) == 6 and {r.data.tags["seed"] for r in runs} == {"5", "6"}
+    assert len(runs) == 8 and {r.data.tags["seed"] for r in runs} == {"6", "7"}  # + control
     artifacts = {a.path for a in client.list_artifacts(summary_run, "report")}
     assert "report/report.md" in artifacts
 
@@ -588,14 +591,125 @@ def test_reruns_run_as_ray_tasks(monkeypatch):
     records = []
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     try:
-        report.run_reruns(prepared, [("kd", kd, 0), ("kd", kd, 1), ("kd", bad, 2)], records.append)
+        jobs = [RerunJob("kd", "kd", kd, 0), RerunJob("kd", "kd", kd, 1), RerunJob("kd", "kd", bad, 2)]
+        report.run_reruns(prepared, jobs, records.append)
         info = report.machine_info()
     finally:
         ray.shutdown()
     by_seed = {r["seed"]: r for r in records}
     assert by_seed[0]["status"] == by_seed[1]["status"] == "ok"
     assert by_seed[2]["status"] == "failed" and "psi_shape" in by_seed[2]["error"]
-    local = report.rerun(prepared, "kd", kd, 1)
+    local = report.rerun(prepared, RerunJob("kd", "kd", kd, 1))
     assert by_seed[1]["test_score"] == local["test_score"]  # same seed, same numbers
     assert all(torch.equal(by_seed[1]["state"][k], v) for k, v in local["state"].items())
     assert info["ray"]["CPU"] == 1
+
+
+# ------------------------------------------------------------------ protocol: tests, control, power
+
+
+def _records(arm: str, labels: np.ndarray, right: float, seeds=(1, 2, 3, 4, 5)) -> list[dict]:
+    """Re-run records whose predictions are right on a ``right`` fraction of the test examples."""
+    out = []
+    for seed in seeds:
+        rng = np.random.default_rng(seed * 7 + len(arm))
+        correct = rng.random(len(labels)) < right
+        preds = np.where(correct, labels, 1 - labels)
+        score = float((preds == labels).mean())
+        out.append({"arm": arm, "method": arm.split("_")[0], "seed": seed, "status": "ok",
+                    "test_score": score, "val_score": score, "test_predictions": preds.tolist()})  # fmt: skip
+    return out
+
+
+def _summary(method: str, config: dict | None = None) -> dict:
+    return {"method": method, "status": "ok", "best_val_score": 0.8, "best_config": config or {}}
+
+
+def test_analysis_runs_the_positive_control_bootstrap_holm_and_power():
+    labels = np.random.default_rng(0).integers(0, 2, 872)
+    reruns = {
+        "kd": _records("kd", labels, 0.80),
+        "ckd": _records("ckd", labels, 0.80),
+        "none": _records("none", labels, 0.79),
+        report.CONTROL: _records(report.CONTROL, labels, 0.60),
+    }
+    results = analyse(
+        [_summary(m) for m in ("ckd", "kd", "none")], reruns, metric="accuracy",
+        task="sst2", labels=labels,
+    )  # fmt: skip
+    control = results["positive_control"]
+    assert control["passed"] and control["versus"] == report.CONTROL and control["method"] == "kd"
+    assert control["difference"] == pytest.approx(0.2, abs=0.03) and control["ci"][0] > 0.1
+    assert control["p"] < 0.01 and control["verdict"].startswith("Positive control passed")
+    ckd = results["comparisons"]["kd"]["ckd"]
+    assert ckd["bootstrap"]["n_seeds"] == 5 and ckd["bootstrap"]["n_examples"] == 872
+    # the bootstrap counts the test set's sampling: its MDE is larger than the seed-only one
+    # would be for independent predictions, and about 2.8 x its standard error
+    assert ckd["mde"] == pytest.approx(2.8016 * ckd["bootstrap"]["se"], rel=1e-3)
+    assert ckd["mde_seed_only"] is not None
+    family = [c for ref in results["comparisons"].values() for c in ref.values()]
+    assert len(family) == 4  # ckd, none vs kd; ckd, kd vs none: one Holm family
+    assert all(c["p_holm"] >= c["bootstrap"]["p"] for c in family)
+    assert not ckd["significant"]
+    # the paper's +1.04 / +1.45 points on SST-2 are below this budget's detectable difference
+    assert ckd["paper"]["at_stake"] == pytest.approx(0.0104)
+    assert ckd["mde"] > 0.0104
+    assert "cannot resolve the paper's +1.04 points" in ckd["sensitivity"]
+    assert results["comparisons"]["kd"]["none"]["paper"] is None  # the paper has no none - kd
+    assert "test_predictions" not in results["methods"]["kd"]["seeds"][0]
+
+
+def test_positive_control_fails_when_the_bench_cannot_tell_it_apart():
+    labels = np.random.default_rng(1).integers(0, 2, 200)
+    reruns = {"kd": _records("kd", labels, 0.7), report.CONTROL: _records(report.CONTROL, labels, 0.7)}
+    results = analyse([_summary("kd")], reruns, metric="accuracy", task="sst2", labels=labels)
+    control = results["positive_control"]
+    assert not control["passed"] and "FAILED" in control["verdict"]
+    results.update(sweep="s", setup=_setup(), plots={})
+    md = render_markdown(results)
+    assert md.index("**Positive control:** Positive control FAILED") < md.index("**Verdict:**")
+
+
+def test_a_real_gap_survives_holm_and_a_big_mde_says_how_many_seeds():
+    labels = np.random.default_rng(2).integers(0, 2, 872)
+    reruns = {"kd": _records("kd", labels, 0.75), "ckd": _records("ckd", labels, 0.85)}
+    results = analyse([_summary("ckd"), _summary("kd")], reruns, metric="accuracy",
+                      task="sst2", labels=labels)  # fmt: skip
+    ckd = results["comparisons"]["kd"]["ckd"]
+    assert ckd["significant"] and ckd["direction"] == "better" and ckd["p_holm"] < 0.05
+    assert "significantly better" in results["verdict"]
+    assert results["positive_control"] is None  # not run: the report says so
+    results.update(sweep="s", setup=_setup(), plots={})
+    assert "**Positive control:** not run" in render_markdown(results)
+
+
+def test_sensitivity_sentences():
+    from ckd_tune.report.results import sensitivity
+
+    c = {"method": "ckd", "baseline": "kd", "mde": 0.03, "seeds_needed": None,
+         "paper": {"points": {"DistilRoBERTa": 1.04, "BERT-Small": 1.45}, "at_stake": 0.0104}}  # fmt: skip
+    text = sensitivity(c)
+    assert "below 3.0 points" in text and "+1.04 (DistilRoBERTa) / +1.45 (BERT-Small)" in text
+    assert "no number of seeds can" in text
+    assert "about 12 seeds" in sensitivity({**c, "seeds_needed": 12})
+    assert "can resolve" in sensitivity({**c, "mde": 0.009})
+    assert "no number for this pair" in sensitivity({**c, "paper": None})
+
+
+def test_range_flags_on_linear_and_log_scales():
+    from ckd_tune.report.results import range_flags
+
+    params = [
+        {"name": "lr", "low": 1e-5, "high": 3e-4, "log": True},
+        {"name": "kd_alpha", "low": 0.1, "high": 0.9, "log": False},
+        {"name": "t_max", "low": 2, "high": 10, "log": False},
+    ]
+    flags = range_flags({"lr": 2.9e-4, "kd_alpha": 0.5, "t_max": 2}, params)
+    assert [(f["param"], f["bound"]) for f in flags] == [("lr", "high"), ("t_max", "low")]
+    # 2e-4 is 88% of the way on a log scale (but 66% linearly): not flagged
+    assert range_flags({"lr": 2e-4}, params) == []
+    results = analyse(
+        [_summary("kd", {"kd_alpha": 0.89})], {"kd": []}, metric="accuracy",
+        spaces={"kd": params},
+    )  # fmt: skip
+    assert results["methods"]["kd"]["range_flags"][0]["param"] == "kd_alpha"

@@ -18,6 +18,7 @@ from ckd_tune.schedules import (
     per_epoch,
     per_step,
     phi,
+    ramp,
     schedule_value,
     shape_value,
     temperature,
@@ -52,7 +53,9 @@ shape_and_params = st.sampled_from(RISING_SHAPES).flatmap(
 
 
 def test_registry_names() -> None:
-    assert set(SCHEDULES) == {"constant", "linear", "cosine", "exponential", "sigmoid", "step"}
+    assert set(SCHEDULES) == {
+        "constant", "linear", "cosine", "exponential", "sigmoid", "step", "ramp"
+    }
     assert set(TEMPERATURE_PATHS) == {PAPER_STEPS, *SCHEDULES}
     assert PAPER_STEPS == "steps"
 
@@ -376,3 +379,14 @@ def test_check_shape_params_names_where(shape: str, params: dict, match: str) ->
 def test_check_shape_params_accepts_valid(shape: str, params: dict) -> None:
     check_shape_params(shape, params)
     assert 0.0 <= shape_value(shape, 0.4, **params) <= 1.0
+
+
+def test_ramp_is_the_papers_psi_per_epoch() -> None:
+    # psi = i / 40 per epoch up to a plateau of 0.25 (after 10 of 20 epochs), then 1 at the end
+    values = [ramp(i / 20, level=0.25, ramp_end=0.5) for i in range(21)]
+    assert values[:11] == pytest.approx([i / 40 for i in range(11)])
+    assert values[11:20] == pytest.approx([0.25] * 9)
+    assert values[20] == 1.0
+    assert shape_value("ramp", 0.5) == pytest.approx(0.125)  # defaults: level 0.25, no plateau
+    with pytest.raises(ValueError, match="level"):
+        check_shape_params("ramp", {"level": 1.5})

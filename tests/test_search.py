@@ -40,6 +40,8 @@ TRIAL_TAGS = ("method", "bench", "task", "sweep", "searcher", "seed", "role", "r
 CORE_METRICS = {"val_score", "best_val_score", "train_loss", "epoch", "best_epoch", "val_accuracy"}
 SCHEDULE_METRICS = {"T", "phi", "psi"}  # logged by the methods that have schedules
 SWEEP_TIMEOUT = 420
+# smoke budget: 2 trials per method with a space; none searches nothing, so it runs once
+SMOKE_TRIALS = {"ckd": 2, "kd": 2, "annealing_kd": 2, "none": 1}
 
 
 # ------------------------------------------------------------------------------------------
@@ -159,11 +161,14 @@ def ray_trial_ids(method_dir: Path) -> list[str]:
     return sorted(p.name.split("_")[2] for p in method_dir.glob("run_trial_*") if p.is_dir())
 
 
-def check_one_run_per_trial(runs: list, sweep_dir: Path, methods: tuple[str, ...], n: int):
-    """Exactly ``n`` trial runs per method, one per Ray trial, none left RUNNING."""
+def check_one_run_per_trial(
+    runs: list, sweep_dir: Path, methods: tuple[str, ...], n: int | dict[str, int]
+):
+    """Exactly ``n`` (or ``n[method]``) trial runs per method, one per Ray trial, none RUNNING."""
     for method in methods:
+        want = n[method] if isinstance(n, dict) else n
         ids = [r.data.tags["ray_trial_id"] for r in trial_runs(runs, method)]
-        assert len(ids) == n, f"{method}: {len(ids)} trial runs, expected {n}"
+        assert len(ids) == want, f"{method}: {len(ids)} trial runs, expected {want}"
         assert sorted(ids) == ray_trial_ids(sweep_dir / "ray" / method), method
     assert not [r.info.run_id for r in runs if r.info.status == "RUNNING"]
 
@@ -225,21 +230,53 @@ def plan_for(tmp_path: Path, glue_dir: Path, *extra: str) -> search.Plan:
     return search.make_plan(search.build_parser().parse_args([*argv, *extra]))
 
 
-def test_tune_config_is_optuna_tpe_with_asha(tmp_path, glue_dir):
+def test_tune_config_is_optuna_tpe_run_to_the_end_by_default(tmp_path, glue_dir):
     from optuna.samplers import TPESampler
-    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
-    plan = plan_for(tmp_path, glue_dir, "--num-samples", "5", "--max-epochs", "3")
+    plan = plan_for(tmp_path, glue_dir, "--num-samples", "6", "--max-epochs", "3")
     config = search.tune_config(plan, "ckd", concurrent=2)
     assert isinstance(config.search_alg, ConcurrencyLimiter)
     assert config.search_alg.max_concurrent == 2
     assert isinstance(config.search_alg.searcher, OptunaSearch)
-    assert isinstance(config.search_alg.searcher._sampler, TPESampler)
-    assert isinstance(config.scheduler, ASHAScheduler)
-    assert config.scheduler._max_t == 3 and config.scheduler._time_attr == "training_iteration"
-    assert (config.metric, config.mode, config.num_samples) == ("best_val_score", "max", 5)
+    sampler = config.search_alg.searcher._sampler
+    assert isinstance(sampler, TPESampler) and sampler._n_startup_trials == 3  # half the budget
+    assert isinstance(config.scheduler, FIFOScheduler)  # no trial judged mid-annealing
+    assert not isinstance(config.scheduler, ASHAScheduler)
+    assert (config.metric, config.mode, config.num_samples) == ("best_val_score", "max", 6)
+    # a method whose space searches nothing gets one trial: more would all be the same run
+    assert search.tune_config(plan, "none", concurrent=2).num_samples == 1
+
+
+def test_asha_waits_past_the_annealing_window(tmp_path, glue_dir):
+    import random
+
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    from ckd_tune.config import TrainConfig
+    from ckd_tune.methods import METHODS
+
+    plan = plan_for(tmp_path, glue_dir, "--scheduler", "asha", "--max-epochs", "10")
+    grace = {m: search.grace_period(plan.spaces[m], 10) for m in ALL_METHODS}
+    assert grace == {"ckd": 10, "annealing_kd": 8, "kd": 1, "none": 1}
+    # no sampled trial of any space still anneals after its method's grace period
+    rng = random.Random(0)
+    for method in ALL_METHODS:
+        for _ in range(200):
+            config = TrainConfig.from_flat({**plan.spaces[method].sample_random(rng), "epochs": 10})
+            ends = [getattr(config, f) for f in METHODS[method].annealing_fields]
+            assert all(end * 10 <= grace[method] for end in ends)
+    def first_rung(scheduler: ASHAScheduler) -> int:  # ASHA's first decision: the grace period
+        return min(milestone for milestone, _ in scheduler._brackets[0]._rungs)
+
+    kd = search.tune_config(plan, "kd", concurrent=1).scheduler
+    assert isinstance(kd, ASHAScheduler) and first_rung(kd) == 1 and kd._max_t == 10
+    annealing = search.tune_config(plan, "annealing_kd", concurrent=1).scheduler
+    assert isinstance(annealing, ASHAScheduler) and first_rung(annealing) == 8
+    # ckd's psi may move until the last epoch: nothing to stop early, so FIFO
+    assert isinstance(search.tune_config(plan, "ckd", concurrent=1).scheduler, FIFOScheduler)
 
 
 def test_tune_config_random_sampler_and_fifo(tmp_path, glue_dir):
@@ -352,7 +389,7 @@ def test_smoke_sweep_records_one_mlflow_run_per_trial(smoke_sweep):
     ok(smoke_sweep.proc)
     runs = mlflow_runs(smoke_sweep.db, smoke_sweep.name)
     trials = trial_runs(runs)
-    assert Counter(r.data.tags["method"] for r in trials) == {m: 2 for m in ALL_METHODS}
+    assert Counter(r.data.tags["method"] for r in trials) == SMOKE_TRIALS
     for run in trials:
         tags = run.data.tags
         missing = [t for t in TRIAL_TAGS if not tags.get(t)]
@@ -373,7 +410,7 @@ def test_smoke_sweep_records_one_mlflow_run_per_trial(smoke_sweep):
     assert len(summary) == 1
     assert summary[0].info.status == "FINISHED"
     assert {f"{m}.best_val_score" for m in ALL_METHODS} <= set(summary[0].data.metrics)
-    check_one_run_per_trial(runs, smoke_sweep.dir, ALL_METHODS, 2)
+    check_one_run_per_trial(runs, smoke_sweep.dir, ALL_METHODS, SMOKE_TRIALS)
 
 
 @pytest.mark.slow
@@ -385,12 +422,13 @@ def test_smoke_sweep_files(smoke_sweep):
     summaries = json.loads((sweep_dir / "summary.json").read_text())
     assert [s["method"] for s in summaries] == list(ALL_METHODS)
     for s in summaries:
-        assert s["status"] == "ok" and s["trials"] == 2 and s["errored"] == 0
+        assert s["status"] == "ok" and s["errored"] == 0
+        assert s["trials"] == SMOKE_TRIALS[s["method"]]
         assert 0.0 <= s["best_val_score"] <= 1.0 and s["best_config"]["method"] == s["method"]
         assert (sweep_dir / f"{s['method']}.summary.json").is_file()
         method_dir = sweep_dir / "ray" / s["method"]
         assert list(method_dir.glob("experiment_state-*.json")), method_dir
-        assert len(ray_trial_ids(method_dir)) == 2
+        assert len(ray_trial_ids(method_dir)) == SMOKE_TRIALS[s["method"]]
 
 
 @pytest.mark.slow
@@ -401,12 +439,13 @@ def test_smoke_sweep_output_is_progress_and_a_table(smoke_sweep):
     for method in ALL_METHODS:
         progress = [line for line in out if f" {method}: " in line and "trials ended" in line]
         assert progress, f"no progress line for {method}"
-        assert any("2/2 trials ended" in line or "finished:" in line for line in progress)
+        n = SMOKE_TRIALS[method]
+        assert any(f"{n}/{n} trials ended" in line or "finished:" in line for line in progress)
     header = next(i for i, line in enumerate(out) if line.startswith("method "))
     rows = [line.split()[0] for line in out[header + 1 :] if line.strip()][: len(ALL_METHODS)]
     assert rows == list(ALL_METHODS)
     for line in out[header + 1 : header + 1 + len(ALL_METHODS)]:
-        assert "FAILED" not in line and "2 (0)" in line
+        assert "FAILED" not in line and f"{SMOKE_TRIALS[line.split()[0]]} (0)" in line
 
 
 # ------------------------------------------------------------------------------------------
@@ -431,7 +470,8 @@ def test_failing_trials_do_not_stop_the_sweep(tmp_path, glue_dir, cache_dir, mon
         "method: kd\nfixed: {lr: 1.0e+8}\n"
         "params:\n  kd_alpha: {type: uniform, low: 0.1, high: 0.9}\n"
     )
-    shutil.copy(REPO / "search_spaces" / "none.yaml", spaces / "none.yaml")
+    # the wide space searches none's optimiser settings: two distinct trials, one made to crash
+    shutil.copy(REPO / "search_spaces" / "wide" / "none.yaml", spaces / "none.yaml")
     state = tmp_path / "faults"
     state.mkdir()
     bench = BENCHES["glue"]
@@ -538,14 +578,14 @@ def test_sigint_then_sigkill_then_resume(tmp_path, glue_dir, cache_dir):
     assert "kd: search already finished in this sweep" in proc3.stdout
     assert "none: resuming the interrupted search" in proc3.stdout
     runs = mlflow_runs(db, "s")
-    check_one_run_per_trial(runs, out / "s", ("kd", "none"), 2)
+    check_one_run_per_trial(runs, out / "s", ("kd", "none"), {"kd": 2, "none": 1})
     assert sorted(r.data.tags["ray_trial_id"] for r in trial_runs(runs, "kd")) == kd_ids
     assert all(r.info.status == "FINISHED" for r in trial_runs(runs))
     assert len([r for r in runs if r.data.tags.get("role") == "summary"]) == 1
     summaries = json.loads((out / "s" / "summary.json").read_text())
     assert [(s["method"], s["status"], s["trials"]) for s in summaries] == [
         ("kd", "ok", 2),
-        ("none", "ok", 2),
+        ("none", "ok", 1),
     ]
 
 

@@ -14,10 +14,20 @@ import pytest
 from ckd_tune.config import TrainConfig
 from ckd_tune.errors import UserInputError
 from ckd_tune.methods import METHODS
-from ckd_tune.spaces import SearchSpace, default_space_path, load_space, space_from_dict
+from ckd_tune.spaces import SPACE_DIR, SearchSpace, default_space_path, load_space, space_from_dict
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
+WIDE = SPACE_DIR / "wide"  # the variant that also tunes each method's optimiser settings
+SHIPPED = {  # the defaults: only each method's own parameters, the papers' schedules fixed
+    "none": ({}, set()),
+    "kd": ({}, {"kd_alpha", "kd_temperature"}),
+    "annealing_kd": ({"temperature_path": "steps"}, {"t_max", "anneal_fraction"}),
+    "ckd": (
+        {"temperature_path": "steps", "psi_shape": "ramp", "mse_reduction": "sum"},
+        {"t_max", "anneal_fraction", "psi_end_fraction", "psi_params.level", "margin"},
+    ),
+}
 BASE = {"lr", "weight_decay", "batch_size"}
 EXPECTED_PARAMS = {
     "none": BASE,
@@ -72,20 +82,32 @@ def test_every_method_ships_a_space() -> None:
         assert default_space_path(method).is_file()
 
 
-@pytest.mark.parametrize("method", sorted(EXPECTED_PARAMS))
+@pytest.mark.parametrize("method", sorted(SHIPPED))
 def test_shipped_space_loads(method: str) -> None:
     space = load_space(default_space_path(method))
+    fixed, params = SHIPPED[method]
+    assert space.method == method
+    assert set(space.param_names) == params
+    assert space.fixed == fixed
+    assert space.bench is None
+    assert Path(space.source).name == f"{method}.yaml"
+    # optimiser settings are shared by every method (the bench profile's), on every bench
+    assert not BASE & set(space.param_names) and not BASE & set(space.fixed)
+    assert load_space(default_space_path(method), bench="cifar") == space
+
+
+@pytest.mark.parametrize("method", sorted(EXPECTED_PARAMS))
+def test_wide_space_loads(method: str) -> None:
+    space = load_space(default_space_path(method, WIDE))
     assert space.method == method
     assert set(space.param_names) == EXPECTED_PARAMS[method]
     assert space.fixed == {}
-    assert space.bench is None
-    assert Path(space.source).name == f"{method}.yaml"
 
 
 @pytest.mark.parametrize("method", sorted(EXPECTED_PARAMS))
 def test_cifar_override_replaces_lr_range_in_place(method: str) -> None:
-    base = load_space(default_space_path(method))
-    cifar = load_space(default_space_path(method), bench="cifar")
+    base = load_space(default_space_path(method, WIDE))
+    cifar = load_space(default_space_path(method, WIDE), bench="cifar")
     assert cifar.bench == "cifar"
     assert cifar.param_names == base.param_names  # replaced in place, order kept
     lr = {p.name: p for p in cifar.params}["lr"]
@@ -93,12 +115,12 @@ def test_cifar_override_replaces_lr_range_in_place(method: str) -> None:
     assert cifar.fixed == {"optimizer": "sgd"}
     assert cifar.constants() == {"method": method, "optimizer": "sgd"}
     # a bench without an entry gets the base space
-    assert load_space(default_space_path(method), bench="glue/sst2") == base
+    assert load_space(default_space_path(method, WIDE), bench="glue/sst2") == base
 
 
 @pytest.mark.parametrize("method", sorted(EXPECTED_PARAMS))
 def test_tpe_samples_are_valid_configs_with_exact_conditionals(method: str) -> None:
-    space = load_space(default_space_path(method))
+    space = load_space(default_space_path(method, WIDE))
     configs = _tpe_configs(space, seed=0)
     for config in configs:
         built = TrainConfig.from_flat(config)
@@ -117,7 +139,7 @@ def test_tpe_samples_are_valid_configs_with_exact_conditionals(method: str) -> N
 
 @pytest.mark.parametrize("method", ["kd", "ckd"])
 def test_same_seed_same_sequence(method: str) -> None:
-    space = load_space(default_space_path(method))
+    space = load_space(default_space_path(method, WIDE))
     first, again = _tpe_configs(space, seed=3, n=15), _tpe_configs(space, seed=3, n=15)
     assert first == again
     assert _tpe_configs(space, seed=4, n=15) != first
@@ -145,7 +167,7 @@ def test_define_by_run_returns_only_constants() -> None:
 
 
 def test_fixed_trial_replays_a_config() -> None:
-    space = load_space(default_space_path("ckd"))
+    space = load_space(default_space_path("ckd", WIDE))
     wanted = {
         "lr": 1e-4, "weight_decay": 0.01, "batch_size": 32, "t_max": 5, "margin": 0.5,
         "mse_reduction": "sum", "psi_end_fraction": 0.5, "psi_shape": "step",
@@ -156,7 +178,7 @@ def test_fixed_trial_replays_a_config() -> None:
 
 @pytest.mark.parametrize("method", sorted(EXPECTED_PARAMS))
 def test_sample_random_is_seeded_and_valid(method: str) -> None:
-    space = load_space(default_space_path(method))
+    space = load_space(default_space_path(method, WIDE))
     a = [space.sample_random(random.Random(7)) for _ in range(3)]
     b = [space.sample_random(random.Random(7)) for _ in range(3)]
     assert a == b
@@ -166,7 +188,7 @@ def test_sample_random_is_seeded_and_valid(method: str) -> None:
 
 
 def test_space_pickles_for_ray() -> None:
-    space = load_space(default_space_path("ckd"), bench="cifar")
+    space = load_space(default_space_path("ckd", WIDE), bench="cifar")
     assert pickle.loads(pickle.dumps(space)) == space
     assert pickle.loads(pickle.dumps(space.define_by_run)).__self__ == space
 
@@ -175,7 +197,7 @@ def test_ray_optuna_search_suggests_valid_configs() -> None:
     pytest.importorskip("ray.tune.search.optuna")
     from ray.tune.search.optuna import OptunaSearch
 
-    space = load_space(default_space_path("ckd"))
+    space = load_space(default_space_path("ckd", WIDE))
     searcher = OptunaSearch(
         space=space.define_by_run,
         metric="score",

@@ -12,7 +12,15 @@ from ckd_tune.config import TrainConfig
 from ckd_tune.data import SPLITS
 from ckd_tune.errors import NonFiniteLossError
 from ckd_tune.methods import METHODS
-from ckd_tune.train import CachedTeacher, LiveTeacher, evaluate, predict, train
+from ckd_tune.train import (
+    CachedTeacher,
+    LiveTeacher,
+    ShuffledTeacher,
+    evaluate,
+    predict,
+    sparse_embedding_grads,
+    train,
+)
 from tests.conftest import TinyNet, make_points_task
 
 
@@ -80,23 +88,24 @@ def test_same_seed_same_numbers(points_task):
 
 
 @pytest.mark.parametrize(
-    "method, lengths", [("ckd", False), ("annealing_kd", False), ("ckd", True)]
+    "method, lengths, stop",
+    [("ckd", False, 2), ("annealing_kd", False, 2), ("annealing_kd", False, 3), ("ckd", True, 2)],
 )
-def test_resume_matches_uninterrupted_run(points_task, method, lengths):
+def test_resume_matches_uninterrupted_run(points_task, method, lengths, stop):
     if lengths:
         points_task = _with_lengths(points_task)  # length-grouped batches resume exactly too
-    config = _config(method=method)
+    config = _config(method=method)  # annealing_kd: phase 2 from epoch 3 (stop 3: inside it)
     full = train(config, points_task, _student(), _teacher(points_task))
     saved = {}
 
     def stop_after_two(epoch, metrics, state):
-        if epoch == 2:
+        if epoch == stop:
             saved.update(state())
             return True
         return None
 
     partial = train(config, points_task, _student(), _teacher(points_task), on_epoch=stop_after_two)
-    assert partial.stopped_early and len(partial.history) == 2
+    assert partial.stopped_early and len(partial.history) == stop
     resumed = train(config, points_task, _student(seed=99), _teacher(points_task), resume=saved)
     assert [m["train_loss"] for m in resumed.history] == [m["train_loss"] for m in full.history]
     assert resumed.best_score == full.best_score and resumed.best_epoch == full.best_epoch
@@ -163,6 +172,65 @@ def test_annealing_phase2_starts_from_best_phase1_weights(points_task, monkeypat
     assert [m["psi"] for m in history] == [0.0, 0.0, 1.0, 1.0]
 
 
+def test_annealing_phase2_gets_a_fresh_optimizer_and_schedule(points_task, monkeypatch):
+    import ckd_tune.train as loop
+
+    made = []
+    real = loop._optimizer
+
+    def spy(config, model, total_steps, device):
+        optimizer, scheduler = real(config, model, total_steps, device)
+        made.append((total_steps, optimizer))
+        return optimizer, scheduler
+
+    monkeypatch.setattr(loop, "_optimizer", spy)
+    seen = []
+    config = _config(method="annealing_kd", epochs=4, anneal_fraction=0.5)
+    train(config, points_task, _student(), _teacher(points_task),
+          on_epoch=lambda e, m, s: seen.append(s()["optimizer"]["state"][0]["step"].item()))  # fmt: skip
+    steps = math.ceil(len(points_task.train) / config.batch_size)
+    assert [t for t, _ in made] == [4 * steps, 2 * steps]  # phase 2: its own lr schedule
+    assert made[0][1] is not made[1][1]
+    # the new optimizer's moments start from zero: its step count restarts at phase 2
+    assert seen == [steps, 2 * steps, steps, 2 * steps]
+    # other methods keep one optimizer
+    made.clear()
+    train(_config(method="ckd"), points_task, _student(), _teacher(points_task))
+    assert len(made) == 1
+
+
+def test_schedules_change_at_epoch_starts_by_default(points_task):
+    history = []
+    config = _config(method="ckd", t_max=4.0, anneal_fraction=1.0, psi_end_fraction=1.0)
+    assert config.schedule_unit == "epoch"
+    train(config, points_task, _student(), _teacher(points_task),
+          on_epoch=lambda e, m, s: history.append(m))  # fmt: skip
+    assert [m["T"] for m in history] == [4.0, 3.0, 2.0, 1.0]  # the papers' integer steps
+    assert [m["psi"] for m in history] == [0.0, 0.25, 0.5, 0.75]
+    per_step = []
+    train(config.replace(schedule_unit="step"), points_task, _student(), _teacher(points_task),
+          on_epoch=lambda e, m, s: per_step.append(m))  # fmt: skip
+    assert per_step[0]["psi"] > 0.0  # the last step of epoch 1 has moved on
+
+
+def test_shuffled_teacher_gives_each_example_another_ones_logits(points_task):
+    logits = torch.arange(40.0).reshape(20, 2)
+    shuffled = ShuffledTeacher(CachedTeacher(logits), seed=3)
+    everyone = {"index": torch.arange(20), "labels": torch.zeros(20, dtype=torch.long)}
+    out = shuffled(everyone)
+    source = (out[:, 0] / 2).long()
+    assert sorted(source.tolist()) == list(range(20))  # a permutation of the teacher's logits
+    assert (source != torch.arange(20)).all()  # nobody keeps their own
+    batch = {"index": torch.tensor([5, 2]), "labels": torch.zeros(2, dtype=torch.long)}
+    assert torch.equal(shuffled(batch), out[[5, 2]])  # the same wrong logits all run long
+    assert torch.equal(ShuffledTeacher(CachedTeacher(logits), seed=3)(everyone), out)
+    # a live teacher has no fixed examples: each gets its batch neighbour's logits
+    teacher = _student(seed=7)
+    live = LiveTeacher(teacher)
+    batch = points_task.collate([points_task.train[i] for i in range(4)])
+    assert torch.equal(ShuffledTeacher(live)(batch), live(batch).roll(1, dims=0))
+
+
 def test_teacher_required_for_kd(points_task):
     with pytest.raises(ValueError, match="needs a teacher"):
         train(_config(method="kd"), points_task, _student(), None)
@@ -182,3 +250,29 @@ def test_live_teacher_matches_cached_logits(points_task):
 def test_evaluate_reports_task_metric(points_task):
     metrics = evaluate(_student(), points_task, "test")
     assert set(metrics) == {"accuracy"} and 0 <= metrics["accuracy"] <= 1
+
+
+def test_sparse_embedding_grad_step_matches_dense() -> None:
+    import torch
+    from torch import nn
+
+    def grads(sparse: bool, set_to_none: bool) -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Embedding(50, 4, padding_idx=0), nn.Linear(4, 1))
+        undo = sparse_embedding_grads(model) if sparse else (lambda: None)
+        opt = torch.optim.AdamW(model.parameters(), lr=0.1, fused=True)
+        seen = []
+        for ids in ([[1, 2, 2, 0]], [[3, 4, 0, 0]], [[5, 1, 1, 1]]):
+            opt.zero_grad(set_to_none=set_to_none)
+            model(torch.tensor(ids)).sum().backward()
+            model(torch.tensor(ids)).sum().backward()  # accumulated: the buffer is reused
+            assert not model[0].weight.grad.is_sparse
+            seen.append(model[0].weight.grad.clone())
+            opt.step()
+        undo()
+        assert not model[0].sparse
+        return [*seen, model[0].weight.detach()]
+
+    for set_to_none in (True, False):
+        for a, b in zip(grads(False, set_to_none), grads(True, set_to_none), strict=True):
+            torch.testing.assert_close(a, b)

@@ -47,7 +47,7 @@ from ckd_tune.report.plots import (
     plot_test_scores,
     plot_val_curves,
 )
-from ckd_tune.report.reruns import rerun, run_reruns
+from ckd_tune.report.reruns import CONTROL, RerunJob, rerun, run_reruns
 from ckd_tune.report.results import analyse, config_changes, schedule_curves, search_trace
 from ckd_tune.report.stats import (
     ALPHA,
@@ -73,11 +73,13 @@ __all__ = [
     "ALPHA",
     "BASELINE",
     "CONFIDENCE",
+    "CONTROL",
     "FINETUNE",
     "PLOTS",
     "STUDENT_JSON",
     "WEIGHTS_FILE",
     "ReportSetup",
+    "RerunJob",
     "analyse",
     "build_parser",
     "build_report",

@@ -27,8 +27,9 @@ from ckd_tune.report.plots import (
     plot_test_scores,
     plot_val_curves,
 )
-from ckd_tune.report.reruns import _log_rerun, run_reruns
+from ckd_tune.report.reruns import CONTROL, RerunJob, _log_rerun, run_reruns
 from ckd_tune.report.results import analyse, schedule_curves, search_trace
+from ckd_tune.report.stats import BASELINE
 from ckd_tune.report.students import STUDENT_JSON, save_student
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ class ReportSetup:
 
     sweep: str
     report_dir: Path
-    seed: int  # the sweep's seed; re-runs use seed, seed + 1, ..., seed + seeds - 1
+    seed: int  # the search's seed; re-runs use seed + 1, ..., seed + seeds (never the search's)
     seeds: int
     epochs: int
     profile: str = ""
@@ -54,6 +55,18 @@ class ReportSetup:
     device: str = "cpu"
     cpus_per_run: float = 1.0
     gpus_per_run: float = 0.0
+    # method -> its space's numeric ranges {"name", "low", "high", "log"} (the range check)
+    spaces: dict[str, list[dict[str, Any]]] | None = None
+    positive_control: bool = True  # re-run kd on shuffled teacher logits too
+
+
+def space_ranges(space: Any) -> list[dict[str, Any]]:
+    """A :class:`ckd_tune.spaces.SearchSpace`'s numeric ranges, for :func:`range_flags`."""
+    return [
+        {"name": p.name, "low": p.low, "high": p.high, "log": p.type == "loguniform" or p.log}
+        for p in space.params
+        if p.type != "categorical"
+    ]
 
 
 def build_report(
@@ -82,6 +95,7 @@ def build_report(
         device=plan.request.device,
         cpus_per_run=float(args.cpus_per_trial),
         gpus_per_run=float(args.gpus_per_trial or 0.0),
+        spaces={m: space_ranges(space) for m, space in plan.spaces.items()},
     )
     return make_report(setup, prepared, summaries, client)
 
@@ -90,7 +104,7 @@ class _Collector:
     """Receives re-run records in the driver: logs each to MLflow, keeps only each method's best state."""
 
     def __init__(self, total: int, log_one: Callable[[dict[str, Any]], str | None], metric: str):
-        self.records: dict[str, list[dict[str, Any]]] = {}
+        self.records: dict[str, list[dict[str, Any]]] = {}  # arm -> records
         self.best: dict[str, dict[str, Any]] = {}
         self.total, self.done = total, 0
         self.log_one = log_one
@@ -99,9 +113,9 @@ class _Collector:
     def __call__(self, record: dict[str, Any]) -> None:
         state = record.pop("state", None)
         record["run_id"] = self.log_one(record)
-        self.records.setdefault(record["method"], []).append(record)
+        self.records.setdefault(record["arm"], []).append(record)
         self.done += 1
-        method, seed = record["method"], record["seed"]
+        method, seed = record["arm"], record["seed"]
         if record["status"] == "ok":
             print(
                 f"report: {method} seed {seed}: test {self.metric} {record['test_score']:.4f} "
@@ -111,6 +125,8 @@ class _Collector:
             )
             best = self.best.get(method)
             key = (record["val_score"], -seed)
+            if method == CONTROL:
+                return
             if best is None or key > (best["record"]["val_score"], -best["record"]["seed"]):
                 self.best[method] = {"record": record, "state": state}
         else:
@@ -141,7 +157,7 @@ def make_report(
     report_dir.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(report_dir / "models", ignore_errors=True)  # an earlier report's students
     metric = prepared.data.main_metric
-    seeds = [setup.seed + i for i in range(setup.seeds)]
+    seeds = [setup.seed + 1 + i for i in range(setup.seeds)]  # disjoint from the search's seed
     configs = {
         s["method"]: dict(s["best_config"])
         for s in summaries
@@ -150,7 +166,9 @@ def make_report(
     failed = [s["method"] for s in summaries if s["method"] not in configs]
     if failed:
         print(f"report: no re-runs for {', '.join(failed)} (every search trial failed)", flush=True)
-    jobs = [(m, configs[m], seed) for seed in seeds for m in configs]
+    jobs = [RerunJob(m, m, configs[m], seed) for seed in seeds for m in configs]
+    if setup.positive_control and BASELINE in configs:
+        jobs += [RerunJob(CONTROL, BASELINE, configs[BASELINE], s, True) for s in seeds]
     mlflow_on = client is not None and setup.experiment_id is not None
     tags = {
         "role": ROLE_RERUN,
@@ -171,9 +189,10 @@ def make_report(
             client, setup.experiment_id, tags, record, configs[record["method"]], metric
         )
 
+    control = " + the positive control" if len(jobs) > len(configs) * len(seeds) else ""
     print(
-        f"report: re-training {len(configs)} best configs x {len(seeds)} seeds "
-        f"({seed_list(seeds)}), scoring on the test split",
+        f"report: re-training {len(configs)} best configs{control} x {len(seeds)} seeds "
+        f"({seed_list(seeds)}; the search used seed {setup.seed}), scoring on the test split",
         flush=True,
     )
     collector = _Collector(len(jobs), log_one, metric)
@@ -186,19 +205,19 @@ def make_report(
         gpus=setup.gpus_per_run,
     )
 
-    teacher = {
-        "name": prepared.teacher.name,
-        "val": _get(prepared.teacher.metrics, "val", metric),
-        "test": _get(prepared.teacher.metrics, "test", metric),
-    }
+    scores = {s: _get(prepared.teacher.metrics, s, metric) for s in ("train", "val", "test")}
+    teacher = {"name": prepared.teacher.name, **scores, "scores": scores}
     results = analyse(
         summaries,
         collector.records,
         metric=metric,
         teacher=teacher,
         base_config=prepared.base_config.to_flat(),
+        task=prepared.task,
+        labels=prepared.data.test.labels,
+        spaces=setup.spaces,
     )
-    for method, best in collector.best.items():
+    for method, best in collector.best.items():  # the control arm keeps no student
         results["methods"][method]["model"] = _save_best(
             prepared, best, report_dir / "models" / method, setup, metric
         )
@@ -215,7 +234,10 @@ def make_report(
             "task": prepared.task,
             "profile": setup.profile,
             "methods": [s["method"] for s in summaries],
+            "search_seed": setup.seed,
             "seeds": seeds,
+            "splits": prepared.data.describe_splits(),
+            "teacher_data": "disjoint" if prepared.data.teacher_train is not None else "shared",
             "num_samples": setup.num_samples,
             "epochs": setup.epochs,
             "searcher": setup.searcher,
@@ -230,7 +252,7 @@ def make_report(
             "experiment_id": setup.experiment_id,
             "summary_run": setup.summary_run,
             "tracking_uri": redact_uri(setup.tracking_uri),
-            "report_dir": str(report_dir),
+            "report_dir": shown_path(report_dir),
         },
         schedules=schedules,
         search_traces=traces,
@@ -299,7 +321,7 @@ def _save_best(
     save_student(model.cpu(), directory, prepared.build_student, info)
     meta = json.loads((directory / STUDENT_JSON).read_text())
     return {
-        "path": str(directory),
+        "path": shown_path(directory),
         "format": meta["format"],
         "seed": record["seed"],
         "val_score": record["val_score"],
@@ -320,11 +342,16 @@ def _log_summary(client: Any, run_id: str, results: Mapping[str, Any], report_di
                 metrics.append(Metric(f"{name}.test_{key}", m["test"][key], now, 0))
         metrics.append(Metric(f"{name}.test_seeds", m["test"]["n"], now, 0))
     for name, c in results["comparisons"].get(results["baseline"], {}).items():
-        for key in ("mean_diff", "p_paired", "p_welch"):
-            if c[key] is not None:
+        for key in ("mean_diff", "p_paired", "p_welch", "p_holm", "mde"):
+            if c.get(key) is not None:
                 metrics.append(Metric(f"{name}.vs_{c['baseline']}.{key}", c[key], now, 0))
-    if results["teacher"].get("test") is not None:
-        metrics.append(Metric("teacher.test_score", results["teacher"]["test"], now, 0))
+    for split, score in (results["teacher"].get("scores") or {}).items():
+        if score is not None:
+            metrics.append(Metric(f"teacher.{split}_score", score, now, 0))
+    control = results.get("positive_control")
+    if control and control["difference"] is not None:
+        metrics.append(Metric("positive_control.difference", control["difference"], now, 0))
+        metrics.append(Metric("positive_control.passed", float(control["passed"]), now, 0))
     client.log_batch(run_id, metrics=metrics[:1000])
     for name in ["report.md", "results.json", *PLOTS.values()]:
         client.log_artifact(run_id, str(report_dir / name), "report")
@@ -403,6 +430,15 @@ def machine_info() -> dict[str, Any]:
     except Exception:  # machine info must never break the report
         pass
     return info
+
+
+def shown_path(path: Path) -> str:
+    """``path`` relative to the working directory when below it: reports name no machine's paths."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _write_json(data: Any, path: Path) -> None:

@@ -1,12 +1,17 @@
 """Re-runs: :func:`rerun` trains one best configuration with one seed and scores its
 best-validation weights on the test split; :func:`run_reruns` runs many, as Ray tasks when Ray is
-up, and :func:`_log_rerun` records each as one MLflow run."""
+up, and :func:`_log_rerun` records each as one MLflow run.
+
+A :class:`RerunJob` names its row of the report (``arm``): a method's own name, or the positive
+control (:data:`CONTROL`: vanilla KD's best config trained on teacher logits shuffled across
+examples)."""
 
 from __future__ import annotations
 
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -17,24 +22,42 @@ from ckd_tune.errors import NonFiniteLossError
 if TYPE_CHECKING:
     from ckd_tune.benches import PreparedBench
 
+CONTROL = "kd_shuffled_teacher"  # the positive control's row: kd from mismatched teacher logits
+
+
+@dataclass(frozen=True)
+class RerunJob:
+    """One re-run: the report row (``arm``), the method and config it trains, and the seed."""
+
+    arm: str
+    method: str
+    config: Mapping[str, Any] = field(hash=False)
+    seed: int
+    shuffled_teacher: bool = False
+
 
 def rerun(
     prepared: PreparedBench,
-    method: str,
-    flat_config: Mapping[str, Any],
-    seed: int,
+    job: RerunJob,
     device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
-    """Train ``method``'s config with ``seed`` for all its epochs; score the best-val weights on test.
+    """Train ``job``'s config with its seed for all epochs; score the best-val weights on test.
 
-    Returns a record with ``status`` ``"ok"`` (history, best epoch, val and test metrics,
-    ``state``: the best weights on the CPU) or ``"failed"`` (non-finite loss; partial history).
+    Returns a record with ``status`` ``"ok"`` (history, best epoch, val and test metrics, the
+    test predictions, ``state``: the best weights on the CPU) or ``"failed"`` (non-finite loss;
+    partial history).
     """
-    from ckd_tune.train import evaluate, train
+    from ckd_tune.train import ShuffledTeacher, predict, train
 
-    config = TrainConfig.from_flat({**flat_config, "method": method, "seed": seed})
+    config = TrainConfig.from_flat({**job.config, "method": job.method, "seed": job.seed})
     metric = prepared.data.main_metric
-    record: dict[str, Any] = {"method": method, "seed": seed, "status": "ok", "error": None}
+    record: dict[str, Any] = {
+        "arm": job.arm,
+        "method": job.method,
+        "seed": job.seed,
+        "status": "ok",
+        "error": None,
+    }
     t0 = time.perf_counter()
 
     def failed(error: str, history: list[dict[str, float]]) -> dict[str, Any]:
@@ -42,16 +65,23 @@ def rerun(
                       seconds=time.perf_counter() - t0)  # fmt: skip
         return record
 
-    student = prepared.build_student(seed)
+    student = prepared.build_student(job.seed)
+    teacher = prepared.teacher_signal
+    if job.shuffled_teacher:
+        teacher = ShuffledTeacher(teacher)
     try:
-        result = train(config, prepared.data, student, prepared.teacher_signal, device=device)
+        result = train(config, prepared.data, student, teacher, device=device)
     except NonFiniteLossError as err:
         partial = getattr(err, "result", None)
         return failed(str(err), partial.history if partial is not None else [])
     if result.best_state is None:  # e.g. a correlation metric of constant predictions (NaN)
         return failed(f"the validation {metric} was never a number", result.history)
     student.load_state_dict(result.best_state)
-    test = evaluate(student, prepared.data, "test", batch_size=2 * config.batch_size, device=device)
+    data = prepared.data
+    logits, labels = predict(
+        student, data.test, data.collate, batch_size=2 * config.batch_size, device=device
+    )
+    test = data.metric(logits, labels)
     if not _is_number(test.get(metric)):
         return failed(
             f"the test {metric} is not a number ({test.get(metric)}; constant predictions?)",
@@ -63,6 +93,8 @@ def rerun(
         val={k: float(v) for k, v in result.best_metrics.items()},
         test={k: float(v) for k, v in test.items()},
         test_score=float(test[metric]),
+        # what the bootstrap over test examples resamples: class indices, or values (regression)
+        test_predictions=(logits.argmax(-1) if logits.shape[-1] > 1 else logits[:, 0]).tolist(),
         history=list(result.history),
         seconds=time.perf_counter() - t0,
         state={k: v.detach().cpu() for k, v in result.best_state.items()},
@@ -70,24 +102,22 @@ def rerun(
     return record
 
 
-def _rerun_task(
-    prepared: PreparedBench, method: str, flat_config: dict, seed: int, gpus: float
-) -> dict[str, Any]:
+def _rerun_task(prepared: PreparedBench, job: RerunJob, gpus: float) -> dict[str, Any]:
     """:func:`rerun` inside a Ray task (Ray exposes only this task's GPUs)."""
     device = "cuda" if gpus > 0 and torch.cuda.is_available() else "cpu"
-    return rerun(prepared, method, flat_config, seed, device)
+    return rerun(prepared, job, device)
 
 
 def run_reruns(
     prepared: PreparedBench,
-    jobs: Sequence[tuple[str, Mapping[str, Any], int]],
+    jobs: Sequence[RerunJob],
     on_result: Callable[[dict[str, Any]], None],
     *,
     device: str = "cpu",
     cpus: float = 1.0,
     gpus: float = 0.0,
 ) -> None:
-    """Run ``(method, flat_config, seed)`` jobs; ``on_result(record)`` in this process as each ends.
+    """Run the jobs; ``on_result(record)`` in this process as each ends.
 
     In parallel as Ray tasks (``num_cpus=cpus, num_gpus=gpus``, the bench put in the object store
     once) when Ray is initialised, else one after another here. A task that crashes is recorded
@@ -98,25 +128,23 @@ def run_reruns(
     import ray
 
     if not ray.is_initialized():
-        for method, config, seed in jobs:
-            on_result(rerun(prepared, method, dict(config), seed, device))
+        for job in jobs:
+            on_result(rerun(prepared, job, device))
         return
     bench_ref = ray.put(prepared)
     task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(_rerun_task)
-    pending = {
-        task.remote(bench_ref, method, dict(config), seed, gpus): (method, seed)
-        for method, config, seed in jobs
-    }
+    pending = {task.remote(bench_ref, job, gpus): job for job in jobs}
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)
-        method, seed = pending.pop(done[0])
+        job = pending.pop(done[0])
         try:
             record = ray.get(done[0])
         except ray.exceptions.RayError as err:
             lines = [line for line in str(err).splitlines() if line.strip()]
             record = {
-                "method": method,
-                "seed": seed,
+                "arm": job.arm,
+                "method": job.method,
+                "seed": job.seed,
                 "status": "failed",
                 "error": lines[-1] if lines else type(err).__name__,
                 "history": [],
@@ -139,8 +167,9 @@ def _log_rerun(
     run_tags = {
         **tags,
         "method": record["method"],
+        "arm": record["arm"],
         "seed": str(record["seed"]),
-        "mlflow.runName": f"{record['method']} seed {record['seed']}",
+        "mlflow.runName": f"{record['arm']} seed {record['seed']}",
     }
     run_id = client.create_run(experiment_id, tags=run_tags).info.run_id
     now = int(time.time() * 1000)
