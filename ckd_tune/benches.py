@@ -117,7 +117,7 @@ GLUE_PROFILES = {
     # the student's examples; lr etc. shared by every method (measured by a pilot, see there)
     "quick": Profile(
         "quick",
-        train_size=3000,
+        train_size=2000,
         val_size=872,
         teacher_size=8000,
         test_size=None,

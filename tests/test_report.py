@@ -713,3 +713,12 @@ def test_range_flags_on_linear_and_log_scales():
         spaces={"kd": params},
     )  # fmt: skip
     assert results["methods"]["kd"]["range_flags"][0]["param"] == "kd_alpha"
+
+
+def test_reports_name_no_path_of_the_machine(tmp_path, monkeypatch):
+    from ckd_tune.report.formatting import redact_uri, shown_path
+
+    monkeypatch.chdir(tmp_path)
+    assert shown_path(tmp_path / "ckd_runs" / "s" / "report") == "ckd_runs/s/report"
+    assert redact_uri(f"sqlite:///{tmp_path}/mlflow.db") == "sqlite:///mlflow.db"
+    assert redact_uri("http://user:secret@host:5000") == "http://***@host:5000"

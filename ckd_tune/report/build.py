@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ckd_tune.report.formatting import redact_uri, seed_list
+from ckd_tune.report.formatting import redact_uri, seed_list, shown_path
 from ckd_tune.report.markdown import render_markdown
 from ckd_tune.report.plots import (
     PLOTS,
@@ -430,15 +430,6 @@ def machine_info() -> dict[str, Any]:
     except Exception:  # machine info must never break the report
         pass
     return info
-
-
-def shown_path(path: Path) -> str:
-    """``path`` relative to the working directory when below it: reports name no machine's paths."""
-    path = Path(path).resolve()
-    try:
-        return str(path.relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
 
 
 def _write_json(data: Any, path: Path) -> None:
