@@ -21,8 +21,7 @@ THRESHOLD = 1.5
 def live_teacher(ctx: Context) -> Any:
     """``LiveTeacher`` over the fine-tuned teacher in the cache (never retrains it)."""
     from ckd_tune.models import TextModelSpec
-    from ckd_tune.teacher import cached_teacher
-    from ckd_tune.train import LiveTeacher
+    from ckd_tune.teacher import LiveTeacher, cached_teacher
 
     prepared = ctx.prepared
 

@@ -495,7 +495,7 @@ def prepare(ctx: Context) -> StepSetup:
     from ckd_tune.config import TrainConfig
     from ckd_tune.data.glue import load_glue
     from ckd_tune.models import TextModelSpec, load_tokenizer
-    from ckd_tune.train import CachedTeacher
+    from ckd_tune.teacher import CachedTeacher
 
     s = ctx.settings
     profile = s.profile()

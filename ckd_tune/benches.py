@@ -20,8 +20,15 @@ from ckd_tune.config import TrainConfig
 from ckd_tune.data import SPLITS, TaskData
 from ckd_tune.errors import UserInputError
 from ckd_tune.models import BUNDLED_ENCODER, TextModelSpec, load_tokenizer
-from ckd_tune.teacher import Teacher, cached_teacher, fine_tune_teacher, teacher_logits
-from ckd_tune.train import CachedTeacher, LiveTeacher, TeacherFn, evaluate
+from ckd_tune.teacher import (
+    CachedTeacher,
+    LiveTeacher,
+    Teacher,
+    cached_teacher,
+    fine_tune_teacher,
+    teacher_logits,
+)
+from ckd_tune.train import TeacherFn, evaluate
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from ckd_tune import cache
 from ckd_tune.config import TrainConfig
 from ckd_tune.data import SPLITS, TaskData
-from ckd_tune.train import predict, train
+from ckd_tune.train import TeacherFn, autocast, logits_of, model_inputs, predict, train
 
 log = logging.getLogger(__name__)
 
@@ -112,3 +112,52 @@ def teacher_logits(
         }
         cache.save_tensors(logits, path)
         return logits
+
+
+class CachedTeacher:
+    """Teacher signal from precomputed logits, looked up by the batch's ``index``."""
+
+    def __init__(self, logits: Tensor) -> None:
+        self.logits = logits
+
+    def __call__(self, batch: dict[str, Tensor]) -> Tensor:
+        return self.logits[batch["index"].cpu()].to(batch["labels"].device)
+
+
+class LiveTeacher:
+    """Teacher signal from a forward pass of ``model`` on the batch, without gradients."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model.eval()
+
+    def __call__(self, batch: dict[str, Tensor]) -> Tensor:
+        device = batch["labels"].device
+        if next(self.model.parameters()).device != device:
+            self.model.to(device)  # once per process: follow the student onto its device
+        with torch.inference_mode(), autocast(device):
+            return logits_of(self.model(**model_inputs(batch))).float()
+
+
+class ShuffledTeacher:
+    """A positive control: ``signal``'s logits given to the wrong examples.
+
+    Cached logits are permuted once across the training examples (a fixed, seeded derangement:
+    every example consistently gets another example's logits for the whole run); a live teacher
+    (augmented images, no fixed example) gives each example its batch neighbour's logits (a roll
+    by one). The teacher's knowledge is kept but no longer matches the inputs: vanilla KD from
+    these logits is the control a bench must be able to tell apart from vanilla KD.
+    """
+
+    def __init__(self, signal: TeacherFn, seed: int = 0) -> None:
+        self.signal = signal
+        self.cached = None
+        if isinstance(signal, CachedTeacher):
+            n = len(signal.logits)
+            perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+            derangement = perm[(torch.argsort(perm) + 1) % n]  # the next one in a random cycle
+            self.cached = CachedTeacher(signal.logits[derangement])
+
+    def __call__(self, batch: dict[str, Tensor]) -> Tensor:
+        if self.cached is not None:
+            return self.cached(batch)
+        return self.signal(batch).roll(1, dims=0)

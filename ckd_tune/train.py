@@ -50,55 +50,6 @@ class TrainResult:
     stopped_early: bool = False
 
 
-class CachedTeacher:
-    """Teacher signal from precomputed logits, looked up by the batch's ``index``."""
-
-    def __init__(self, logits: Tensor) -> None:
-        self.logits = logits
-
-    def __call__(self, batch: dict[str, Tensor]) -> Tensor:
-        return self.logits[batch["index"].cpu()].to(batch["labels"].device)
-
-
-class LiveTeacher:
-    """Teacher signal from a forward pass of ``model`` on the batch, without gradients."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model.eval()
-
-    def __call__(self, batch: dict[str, Tensor]) -> Tensor:
-        device = batch["labels"].device
-        if next(self.model.parameters()).device != device:
-            self.model.to(device)  # once per process: follow the student onto its device
-        with torch.inference_mode(), _autocast(device):
-            return logits_of(self.model(**model_inputs(batch))).float()
-
-
-class ShuffledTeacher:
-    """A positive control: ``signal``'s logits given to the wrong examples.
-
-    Cached logits are permuted once across the training examples (a fixed, seeded derangement:
-    every example consistently gets another example's logits for the whole run); a live teacher
-    (augmented images, no fixed example) gives each example its batch neighbour's logits (a roll
-    by one). The teacher's knowledge is kept but no longer matches the inputs: vanilla KD from
-    these logits is the control a bench must be able to tell apart from vanilla KD.
-    """
-
-    def __init__(self, signal: TeacherFn, seed: int = 0) -> None:
-        self.signal = signal
-        self.cached = None
-        if isinstance(signal, CachedTeacher):
-            n = len(signal.logits)
-            perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-            derangement = perm[(torch.argsort(perm) + 1) % n]  # the next one in a random cycle
-            self.cached = CachedTeacher(signal.logits[derangement])
-
-    def __call__(self, batch: dict[str, Tensor]) -> Tensor:
-        if self.cached is not None:
-            return self.cached(batch)
-        return self.signal(batch).roll(1, dims=0)
-
-
 def model_inputs(batch: dict[str, Tensor]) -> dict[str, Tensor]:
     """The batch without ``labels`` and ``index``: what the model's forward takes."""
     return {k: v for k, v in batch.items() if k not in NON_INPUT_KEYS}
@@ -248,7 +199,7 @@ def _train(
             batch = {k: v.to(device) for k, v in batch.items()}
             done = (epoch * steps_per_epoch + step) / total_steps
             values = method.schedule(config, progress(config, done))
-            with _autocast(device):
+            with autocast(device):
                 z_s = logits_of(student(**model_inputs(batch))).float()
             z_t = teacher(batch) if method.needs_teacher else None
             loss = method.loss(z_s, z_t, batch["labels"], config, values)
@@ -316,7 +267,7 @@ def predict(
     loader = DataLoader(dataset, batch_size=batch_size, sampler=order.tolist(), collate_fn=collate)
     for batch in loader:
         batch = {k: v.to(device) for k, v in batch.items()}
-        with _autocast(device):
+        with autocast(device):
             logits.append(logits_of(model(**model_inputs(batch))).float().cpu())
         labels.append(batch["labels"].cpu())
     restore = np.argsort(order)
@@ -420,7 +371,7 @@ def _seed_epoch(seed: int, epoch: int) -> None:
     torch.manual_seed(_epoch_seed(seed, epoch))
 
 
-def _autocast(device: torch.device) -> torch.autocast:
+def autocast(device: torch.device) -> torch.autocast:
     """bfloat16 autocast on CUDA; a disabled context on CPU."""
     return torch.autocast(
         device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"

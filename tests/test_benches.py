@@ -13,7 +13,8 @@ from ckd_tune import benches, cache, teacher
 from ckd_tune.benches import BenchRequest, get_bench
 from ckd_tune.errors import DataNotFoundError, UserInputError
 from ckd_tune.methods import METHODS
-from ckd_tune.train import CachedTeacher, LiveTeacher, train
+from ckd_tune.teacher import CachedTeacher, LiveTeacher
+from ckd_tune.train import train
 
 
 @pytest.fixture(scope="module")

@@ -39,8 +39,8 @@ from ckd_tune.report import (
 from ckd_tune.report.cli import _find_summary_run as find_summary_run
 from ckd_tune.report.reruns import RerunJob
 from ckd_tune.search import MethodSummary, write_summary
-from ckd_tune.teacher import Teacher
-from ckd_tune.train import CachedTeacher, evaluate
+from ckd_tune.teacher import CachedTeacher, Teacher
+from ckd_tune.train import evaluate
 from tests.conftest import TinyNet, make_points_task
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -12,10 +12,8 @@ from ckd_tune.config import TrainConfig
 from ckd_tune.data import SPLITS
 from ckd_tune.errors import NonFiniteLossError
 from ckd_tune.methods import METHODS
+from ckd_tune.teacher import CachedTeacher, LiveTeacher, ShuffledTeacher
 from ckd_tune.train import (
-    CachedTeacher,
-    LiveTeacher,
-    ShuffledTeacher,
     evaluate,
     predict,
     sparse_embedding_grads,

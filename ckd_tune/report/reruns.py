@@ -47,7 +47,8 @@ def rerun(
     test predictions, ``state``: the best weights on the CPU) or ``"failed"`` (non-finite loss;
     partial history).
     """
-    from ckd_tune.train import ShuffledTeacher, predict, train
+    from ckd_tune.teacher import ShuffledTeacher
+    from ckd_tune.train import predict, train
 
     config = TrainConfig.from_flat({**job.config, "method": job.method, "seed": job.seed})
     metric = prepared.data.main_metric
