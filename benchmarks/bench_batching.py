@@ -51,10 +51,9 @@ def padded_tokens(ctx: Context, config: Any) -> dict[str, int]:
 def run(ctx: Context) -> BenchResult:
     """Train each side once per seed (``settings.repeats`` seeds, alternating order)."""
     from ckd_tune.report.stats import compare, verdict
-    from ckd_tune.trainable import trial_config
 
     prepared = ctx.prepared
-    base = trial_config(prepared, {"method": ctx.settings.method, "lr": LR})
+    base = prepared.base_config.replace(method=ctx.settings.method, lr=LR)
     runs: list[dict[str, Any]] = []
     for seed in range(ctx.settings.repeats):
         order = list(SIDES) if seed % 2 == 0 else list(reversed(SIDES))

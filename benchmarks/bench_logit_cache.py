@@ -62,10 +62,9 @@ def timed_trial(ctx: Context, config: Any, teacher: Any) -> dict[str, Any]:
 
 def run(ctx: Context) -> BenchResult:
     """Time both teacher signals ``settings.repeats`` times (alternating order)."""
-    from ckd_tune.trainable import trial_config
 
     prepared = ctx.prepared
-    config = trial_config(prepared, {"method": ctx.settings.method})
+    config = prepared.base_config.replace(method=ctx.settings.method)
     live = live_teacher(ctx)
     gap = signal_gap(ctx, live)
     signals = {"cached": prepared.teacher_signal, "live": live}

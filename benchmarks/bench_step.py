@@ -256,7 +256,7 @@ def one_step(setup: StepSetup, student: Student, batch: dict[str, Any]) -> dict[
     phase (collation is timed by the caller) and the step's process CPU time."""
     import torch
 
-    from ckd_tune.methods import get_method
+    from ckd_tune.methods import total
     from ckd_tune.train import logits_of, model_inputs
 
     config, variant = setup.config, student.variant
@@ -265,13 +265,13 @@ def one_step(setup: StepSetup, student: Student, batch: dict[str, Any]) -> dict[
     if variant.pad_to_multiple_of:
         batch = pad_batch(batch, variant.pad_to_multiple_of)
     batch = {k: v.to(setup.device) for k, v in batch.items()}
-    method = get_method(config.method)
+    method = config.build_method()
     t1 = clock()
     z_s = logits_of(student.model(**model_inputs(batch))).float()
     t2 = clock()
-    values = method.schedule(config, 0.0)
+    values = method.schedule(0.0)
     z_t = setup.teacher(batch) if method.needs_teacher else None
-    loss = method.loss(z_s, z_t, batch["labels"], config, values)
+    loss = total(method.loss_terms(z_s, z_t, batch["labels"], values))
     if not torch.isfinite(loss):
         raise RuntimeError(f"non-finite loss in the step benchmark ({variant.description})")
     t3 = clock()

@@ -98,11 +98,10 @@ def tuner_run(ctx: Context, config: dict[str, Any], rep: int) -> dict[str, Any]:
 
 def run(ctx: Context) -> BenchResult:
     """Measure both sides ``settings.repeats`` times and compare."""
-    from ckd_tune.trainable import trial_config
 
     prepared = ctx.prepared
     sampled = {"method": ctx.settings.method}
-    config = trial_config(prepared, sampled)
+    config = prepared.base_config.replace(**sampled)
     reps = []
     for rep in range(ctx.settings.repeats):
         order = ("bare", "trainable") if rep % 2 == 0 else ("trainable", "bare")

@@ -21,12 +21,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from benchmarks.search_entry import peak_rss_mb
     from ckd_tune.train import train
-    from ckd_tune.trainable import trial_config
 
     out = {"import_mb": peak_rss_mb()}
     prepared = pickle.loads(Path(path).read_bytes())
     out["prepared_mb"] = peak_rss_mb()
-    config = trial_config(prepared, {"method": method, "epochs": int(epochs)})
+    config = prepared.base_config.replace(method=method, epochs=int(epochs))
     student = prepared.build_student(config.seed)
     train(config, prepared.data, student, prepared.teacher_signal)
     out["train_mb"] = peak_rss_mb()

@@ -1,57 +1,9 @@
 """YAML search spaces -> validated Optuna define-by-run functions.
 
-One YAML file per distillation method (``search_spaces/<method>.yaml``) names the
-:class:`~ckd_tune.config.TrainConfig` fields a search varies. The format::
-
-    method: ckd                 # required; a key of ckd_tune.methods.METHODS = the file stem
-    fixed:                      # optional; constants put into every trial's config
-      mse_reduction: sum
-    params:                     # required; searched parameters, in order
-      lr: {type: loguniform, low: 1.0e-5, high: 3.0e-4}
-      batch_size: {type: categorical, choices: [16, 32]}
-      t_max: {type: int, low: 2, high: 20}              # int: optional `step: k`, `log: true`
-      margin: {type: uniform, low: 0.0, high: 2.0}
-      psi_shape: {type: categorical, choices: [linear, exponential, sigmoid]}
-      psi_params.rate: {type: uniform, low: -5.0, high: 5.0, when: {psi_shape: exponential}}
-    bench_overrides:            # optional; per-bench changes, see below
-      cifar:
-        fixed: {optimizer: sgd}
-        params:
-          lr: {type: loguniform, low: 1.0e-3, high: 0.2}
-
-Parameter types (each spec is a mapping; unknown keys are errors):
-
-- ``uniform``: ``low``, ``high`` (floats, ``low <= high``) -> ``trial.suggest_float``.
-- ``loguniform``: like ``uniform`` with ``0 < low`` -> ``suggest_float(..., log=True)``.
-- ``int``: integer ``low``, ``high``; optional ``step`` (``high - low`` must be a multiple)
-  or ``log: true`` (``low >= 1``; not together with ``step``) -> ``suggest_int``.
-- ``categorical``: non-empty ``choices`` list of distinct strings / numbers ->
-  ``suggest_categorical``.
-
-Names: a parameter (or ``fixed`` key) is a ``TrainConfig`` field, or ``<dict field>.<entry>``
-for the schedule-parameter dicts: ``psi_params.<p>`` (``p`` a parameter of the ``psi_shape``)
-and ``temperature_params.<p>`` (of the ``temperature_path`` shape). Such a parameter must be
-accepted by every shape it can be combined with, so it normally carries
-``when: {psi_shape: exponential}``. ``method`` is set by the top-level key only.
-
-Conditionals: ``when: {name: value}`` or ``when: {name: [v1, v2]}`` (several names: all must
-hold) makes a parameter exist only when each named *earlier categorical* parameter was
-sampled with one of the listed values; the define-by-run function never suggests it otherwise,
-and the trial config then leaves it out (``TrainConfig`` uses its default).
-
-YAML detail: PyYAML reads ``1e-5`` as a *string*; write ``1.0e-5``. Duplicate keys are errors.
-
-Bench overrides: ``load_space(path, bench="cifar")`` applies ``bench_overrides.cifar`` to
-the base space: each ``params`` entry replaces the same-named base parameter in place (new names
-are appended; ``null`` deletes one) and drops a same-named ``fixed`` entry; each ``fixed`` entry
-sets a constant (``null`` deletes one) and drops a same-named base parameter. A bench with no
-entry (or ``bench=None``) gets the base space. Every variant is validated at load time.
-
-Validation is strict and happens at load time: every problem raises
+One YAML file per distillation method (``search_spaces/<method>.yaml``) names the shared
+settings and method parameters a search varies; ``search_spaces/README.md`` describes the
+format. Validation is strict and happens at load time: every problem raises
 :class:`~ckd_tune.errors.UserInputError` with one line naming the file and the parameter.
-Besides the static checks, the loader builds ``TrainConfig.from_flat`` for each parameter's
-extreme values / choices and for a set of seeded random joint samples, so a space that could
-produce an invalid config is rejected before any trial runs.
 
 Ray Tune use: ``OptunaSearch(space=space.define_by_run, metric=..., mode=...)``. Ray merges the
 sampled values with the dict ``define_by_run`` returns (``{"method": ..., **fixed}``), and keeps
@@ -78,9 +30,10 @@ from typing import Any, NoReturn
 import optuna
 import yaml
 
-from ckd_tune.config import TrainConfig
+from ckd_tune.config import RENAMED, SHARED_FIELDS, TrainConfig
 from ckd_tune.errors import UserInputError
-from ckd_tune.schedules import PAPER_STEPS, SCHEDULES, TEMPERATURE_PATHS, check_shape_params
+from ckd_tune.methods import METHODS, MethodParams, get_method
+from ckd_tune.schedules import PAPER_STEPS, SCHEDULES, check_shape_params
 
 __all__ = [
     "PARAM_TYPES",
@@ -102,12 +55,9 @@ _SPEC_KEYS: dict[str, frozenset[str]] = {
     "int": frozenset({"type", "low", "high", "step", "log", "when"}),
     "categorical": frozenset({"type", "choices", "when"}),
 }
-# dict field of TrainConfig -> the field naming the shape whose parameters it holds
-_SHAPE_FIELD = {"psi_params": "psi_shape", "temperature_params": "temperature_path"}
-# str fields whose values are schedule names, with the names they accept
-_SHAPE_CHOICES = {"psi_shape": frozenset(SCHEDULES), "temperature_path": TEMPERATURE_PATHS}
-_FIELD_TYPES: dict[str, Any] = typing.get_type_hints(TrainConfig)
-_DEFAULTS = TrainConfig()
+_SHARED_TYPES: dict[str, Any] = {
+    k: v for k, v in typing.get_type_hints(TrainConfig).items() if k in SHARED_FIELDS
+}
 _N_RANDOM_CHECKS = 32
 _MISSING = object()
 
@@ -272,6 +222,7 @@ def space_from_dict(
         ctx.fail("method", "missing (the method this space is for)")
     method = data["method"]
     _check_method_name(method, f"{ctx.source}: method")
+    ctx = dataclasses.replace(ctx, method=method)
     if "params" not in data:
         ctx.fail("params", "missing (a mapping of parameter name -> spec)")
     base_params = _mapping(ctx, data["params"], "params")
@@ -341,6 +292,19 @@ class _StrictLoader(yaml.SafeLoader):
 class _Context:
     source: Path | str
     bench: str | None = None  # set while checking the variant of one bench
+    method: str = "none"  # the space's method, once checked
+
+    @property
+    def params_type(self) -> type[MethodParams]:
+        return get_method(self.method).params_type
+
+    @property
+    def field_types(self) -> dict[str, Any]:
+        """Type of every name a space for this method may set: shared settings, then the
+        method's own parameters."""
+        hints = typing.get_type_hints(self.params_type)
+        own = {f.name: hints[f.name] for f in dataclasses.fields(self.params_type)}
+        return {**_SHARED_TYPES, **own}
 
     def fail(self, where: str, problem: str) -> NoReturn:
         if self.bench is not None and not where.startswith("bench_overrides."):
@@ -491,17 +455,29 @@ def _parse_when(
 
 
 def _check_name(ctx: _Context, name: Any, where: str) -> None:
-    """``name`` is a TrainConfig field or ``<dict field>.<entry>``; ``method`` is reserved."""
+    """``name`` is a shared setting, a parameter of the space's method or ``<dict param>.<entry>``;
+    ``method`` is reserved."""
     if not isinstance(name, str):
         ctx.fail(where, f"parameter names must be strings, got {_kind(name)}")
     head, dot, sub = name.partition(".")
     if head == "method":
         ctx.fail(where, "'method' is set by the top-level 'method' key only")
-    if head not in _FIELD_TYPES:
+    types = ctx.field_types
+    if head in RENAMED:
+        owner, new = RENAMED[head]
         ctx.fail(
-            where, f"{head!r} is not a TrainConfig field; known: {', '.join(sorted(_FIELD_TYPES))}"
+            where,
+            f"renamed to {new!r} (a parameter of method {owner!r}); see search_spaces/README.md",
         )
-    is_dict = typing.get_origin(_FIELD_TYPES[head]) is dict
+    if head not in types:
+        own = [f.name for f in dataclasses.fields(ctx.params_type)]
+        ctx.fail(
+            where,
+            f"{head!r} is neither a shared setting nor a parameter of method {ctx.method!r}; "
+            f"its parameters: {', '.join(own) or 'none'}; "
+            f"shared settings: {', '.join(sorted(SHARED_FIELDS - {'method'}))}",
+        )
+    is_dict = typing.get_origin(types[head]) is dict
     if is_dict and not (dot and sub):
         ctx.fail(where, f"{head} is a dict field; name one entry as {head}.<name>")
     if dot and not is_dict:
@@ -520,7 +496,7 @@ def _check_name(ctx: _Context, name: Any, where: str) -> None:
 
 def _check_fixed_type(ctx: _Context, name: str, value: Any, where: str) -> None:
     head, _, sub = name.partition(".")
-    want = _FIELD_TYPES[head]
+    want = ctx.field_types[head]
     if sub:
         want = (
             int
@@ -536,7 +512,8 @@ def _check_fixed_type(ctx: _Context, name: str, value: Any, where: str) -> None:
 def _check_field_compat(ctx: _Context, spec: ParamSpec, where: str) -> None:
     """The spec's values have the field's type (int fields: int; str fields: string choices)."""
     head = spec.name.partition(".")[0]
-    want = _FIELD_TYPES[head]
+    want = ctx.field_types[head]
+    shape_choices = ctx.params_type.shape_choices
     if spec.type == "categorical":
         for choice in spec.choices:
             if want is str and not isinstance(choice, str):
@@ -545,8 +522,8 @@ def _check_field_compat(ctx: _Context, spec: ParamSpec, where: str) -> None:
                 ctx.fail(f"{where}.choices", f"{spec.name} takes numbers, got string {choice!r}")
             if want is int and not isinstance(choice, int):
                 ctx.fail(f"{where}.choices", f"{spec.name} takes integers, got {choice!r}")
-        if spec.name in _SHAPE_CHOICES:
-            known = _SHAPE_CHOICES[spec.name]
+        if spec.name in shape_choices:
+            known = shape_choices[spec.name]
             for choice in spec.choices:
                 if choice not in known:
                     ctx.fail(
@@ -569,7 +546,8 @@ def _check_dotted(
 ) -> None:
     """``psi_params.x`` fits every psi_shape it can meet, with values in the shape's range."""
     head, _, sub = spec.name.partition(".")
-    shape_field = _SHAPE_FIELD[head]
+    shape_field = ctx.params_type.shape_fields[head]
+    default_shape = getattr(ctx.params_type(), shape_field)
     conditions = dict(spec.when)
     if shape_field in conditions:
         shapes = set(conditions[shape_field])
@@ -579,9 +557,9 @@ def _check_dotted(
         parent = specs[shape_field]
         shapes = set(parent.choices)
         if parent.when:
-            shapes.add(getattr(_DEFAULTS, shape_field))
+            shapes.add(default_shape)
     else:
-        shapes = {getattr(_DEFAULTS, shape_field)}
+        shapes = {default_shape}
     hint = f"add when: {{{shape_field}: [...]}} listing only shapes that take {sub!r}"
     for shape in sorted(shapes):
         if shape == PAPER_STEPS or sub not in _shape_params(shape):
@@ -630,8 +608,6 @@ def _check_joint_samples(ctx: _Context, space: SearchSpace) -> None:
 
 
 def _check_method_name(method: Any, prefix: str) -> None:
-    from ckd_tune.methods import METHODS  # imported here: methods pulls in torch
-
     if not isinstance(method, str) or method not in METHODS:
         raise UserInputError(
             f"{prefix}: unknown method {method!r}; choose from {', '.join(sorted(METHODS))}"

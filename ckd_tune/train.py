@@ -26,7 +26,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from ckd_tune.config import TrainConfig
 from ckd_tune.data import TaskData, item_lengths
 from ckd_tune.errors import NonFiniteLossError
-from ckd_tune.methods import get_method, progress
+from ckd_tune.methods import total
 
 TeacherFn = Callable[[dict[str, Tensor]], Tensor]
 """Gives the teacher's logits for a batch (cached by example index, or a live forward pass)."""
@@ -154,7 +154,7 @@ def _train(
     device: str | torch.device,
 ) -> TrainResult:
     torch.set_num_threads(config.num_threads)
-    method = get_method(config.method)
+    method = config.build_method()
     if method.needs_teacher and teacher is None:
         raise ValueError(f"method {config.method!r} needs a teacher signal; got teacher=None")
     device = torch.device(device)
@@ -162,7 +162,7 @@ def _train(
 
     steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
-    phase2_epoch = method.phase2_epoch(config)
+    phase2_epoch = method.phase2_epoch()
 
     def fresh_optimizer(first_epoch: int) -> tuple[torch.optim.Optimizer, Any]:
         """An optimizer and lr schedule over the epochs from ``first_epoch`` to the end."""
@@ -195,14 +195,16 @@ def _train(
         loader = train_loader(config, data, epoch)
         student.train()
         t0, loss_sum, seen, values = time.perf_counter(), 0.0, 0, {}
+        term_sums: dict[str, float] = {}
         for step, batch in enumerate(loader):
             batch = {k: v.to(device) for k, v in batch.items()}
             done = (epoch * steps_per_epoch + step) / total_steps
-            values = method.schedule(config, progress(config, done))
+            values = method.schedule(config.progress(done))
             with autocast(device):
                 z_s = logits_of(student(**model_inputs(batch))).float()
             z_t = teacher(batch) if method.needs_teacher else None
-            loss = method.loss(z_s, z_t, batch["labels"], config, values)
+            terms = method.loss_terms(z_s, z_t, batch["labels"], values)
+            loss = total(terms)
             if not torch.isfinite(loss):
                 err = NonFiniteLossError(
                     f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1} "
@@ -216,6 +218,8 @@ def _train(
             scheduler.step()
             n = batch["labels"].shape[0]
             loss_sum, seen = loss_sum + loss.item() * n, seen + n
+            for name, term in terms.items():  # each term unweighted: its weight is scheduled
+                term_sums[name] = term_sums.get(name, 0.0) + term.value.item() * n
         train_time = time.perf_counter() - t0
 
         val = evaluate(student, data, "val", batch_size=2 * config.batch_size, device=device)
@@ -226,6 +230,7 @@ def _train(
         metrics = {
             "epoch": epoch + 1,
             "train_loss": loss_sum / max(1, seen),
+            **{f"train_loss_{name}": v / max(1, seen) for name, v in term_sums.items()},
             **{f"val_{k}": v for k, v in val.items()},
             "val_score": score,
             "best_val_score": best_score,

@@ -27,8 +27,8 @@ import torch
 
 from ckd_tune.benches import CIFAR_PROFILES, GLUE_PROFILES
 from ckd_tune.config import TrainConfig
-from ckd_tune.losses import continuation_kd_loss
-from ckd_tune.methods import METHODS, progress
+from ckd_tune.losses import hinge_mse
+from ckd_tune.methods.ckd import CKDParams
 from ckd_tune.spaces import SearchSpace, default_space_path, load_space
 
 # lr x (the KD term's curvature per logit) above which the KD term diverged under SGD with
@@ -47,7 +47,7 @@ def _values(space: SearchSpace, name: str) -> list:
         return [space.fixed[name]]
     spec = next((p for p in space.params if p.name == name), None)
     if spec is None:
-        return [getattr(TrainConfig(), name)]
+        return [getattr(CKDParams(), name)]
     return list(spec.choices) if spec.type == "categorical" else [spec.low, spec.high]
 
 
@@ -57,9 +57,7 @@ def _kd_curvature(reduction: str) -> float:
     z_s = torch.zeros_like(z_t, requires_grad=True)
 
     def loss(z: torch.Tensor) -> torch.Tensor:
-        return continuation_kd_loss(
-            z, z_t, torch.tensor([0]), phi=1.0, psi=0.0, margin=0.0, mse_reduction=reduction
-        )
+        return hinge_mse(z, z_t, phi=1.0, margin=0.0, reduction=reduction)
 
     hessian = torch.autograd.functional.hessian(loss, z_s).reshape(NUM_CLASSES, NUM_CLASSES)
     return float(hessian.diagonal().max())
@@ -105,7 +103,6 @@ def test_cifar_ckd_hinge_is_active_when_training_starts() -> None:
 def test_ckd_psi_reaches_one_by_the_last_epoch(bench: str | None, profile) -> None:
     """The student must train on the labels (psi = 1) for at least its last epoch."""
     space = _space(bench)
-    method = METHODS["ckd"]
     base = {**profile.base, "epochs": profile.epochs, "batch_size": profile.batch_size}
     rng = random.Random(0)
     samples = [space.sample_random(rng) for _ in range(64)]
@@ -115,8 +112,9 @@ def test_ckd_psi_reaches_one_by_the_last_epoch(bench: str | None, profile) -> No
     last_epoch_start = (profile.epochs - 1) / profile.epochs
     for sample in samples:
         config = TrainConfig.from_flat({**base, **sample})
-        psi = method.schedule(config, progress(config, last_epoch_start))["psi"]
+        psi = config.build_method().schedule(config.progress(last_epoch_start))["psi"]
+        params = config.params
         assert psi == 1.0, (
-            f"psi_end_fraction {config.psi_end_fraction:.3g} ({config.psi_shape}): psi = {psi:.3g} "
+            f"psi_end_fraction {params.psi_end_fraction:.3g} ({params.psi_shape}): psi = {psi:.3g} "
             f"in the last of {profile.epochs} epochs; the student never trains on the labels alone"
         )

@@ -21,7 +21,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 WIDE = SPACE_DIR / "wide"  # the variant that also tunes each method's optimiser settings
 SHIPPED = {  # the defaults: only each method's own parameters, the papers' schedules fixed
     "none": ({}, set()),
-    "kd": ({}, {"kd_alpha", "kd_temperature"}),
+    "kd": ({}, {"alpha", "temperature"}),
     "annealing_kd": ({"temperature_path": "steps"}, {"t_max", "anneal_fraction"}),
     "ckd": (
         {"temperature_path": "steps", "psi_shape": "ramp", "mse_reduction": "sum"},
@@ -31,7 +31,7 @@ SHIPPED = {  # the defaults: only each method's own parameters, the papers' sche
 BASE = {"lr", "weight_decay", "batch_size"}
 EXPECTED_PARAMS = {
     "none": BASE,
-    "kd": BASE | {"kd_alpha", "kd_temperature"},
+    "kd": BASE | {"alpha", "temperature"},
     "annealing_kd": BASE
     | {"t_max", "temperature_path", "temperature_params.rate", "anneal_fraction"},
     "ckd": BASE
@@ -170,7 +170,7 @@ def test_define_by_run_returns_only_constants() -> None:
     assert set(trial.params) == {"lr", "psi_params.steepness"}
     config = {**trial.params, **constants}
     steepness = trial.params["psi_params.steepness"]
-    assert TrainConfig.from_flat(config).psi_params == {"steepness": steepness}
+    assert TrainConfig.from_flat(config).params.psi_params == {"steepness": steepness}
 
 
 def test_fixed_trial_replays_a_config() -> None:
@@ -201,7 +201,6 @@ def test_space_pickles_for_ray() -> None:
 
 
 def test_ray_optuna_search_suggests_valid_configs() -> None:
-    pytest.importorskip("ray.tune.search.optuna")
     from ray.tune.search.optuna import OptunaSearch
 
     space = load_space(default_space_path("ckd", WIDE))
@@ -241,26 +240,26 @@ def test_bench_override_merge_rules(tmp_path: Path) -> None:
         textwrap.dedent(
             """\
             method: kd
-            fixed: {kd_temperature: 4.0}
+            fixed: {temperature: 4.0}
             params:
               lr: {type: loguniform, low: 1.0e-5, high: 3.0e-4}
-              kd_alpha: {type: uniform, low: 0.1, high: 0.9}
+              alpha: {type: uniform, low: 0.1, high: 0.9}
               batch_size: {type: categorical, choices: [16, 32]}
             bench_overrides:
               other:
-                fixed: {kd_alpha: 0.5, kd_temperature: null}
+                fixed: {alpha: 0.5, temperature: null}
                 params:
                   batch_size: null
-                  kd_temperature: {type: uniform, low: 1.0, high: 10.0}
+                  temperature: {type: uniform, low: 1.0, high: 10.0}
                   epochs: {type: int, low: 10, high: 40, step: 10}
             """
         )
     )
     base = load_space(path)
-    assert base.param_names == ("lr", "kd_alpha", "batch_size")
+    assert base.param_names == ("lr", "alpha", "batch_size")
     other = load_space(path, bench="other")
-    assert other.param_names == ("lr", "kd_temperature", "epochs")
-    assert other.fixed == {"kd_alpha": 0.5}
+    assert other.param_names == ("lr", "temperature", "epochs")
+    assert other.fixed == {"alpha": 0.5}
 
 
 def _yaml(method: str, *params: str, fixed: str | None = None, tail: str = "") -> str:
@@ -344,8 +343,8 @@ BROKEN = [
     ),
     case(
         "infinite",
-        _yaml("kd", "margin: {type: uniform, low: 0.0, high: .inf}"),
-        "params.margin.high",
+        _yaml("kd", "temperature: {type: uniform, low: 1.0, high: .inf}"),
+        "params.temperature.high",
         "finite",
     ),
     case(
@@ -389,7 +388,7 @@ BROKEN = [
         "unknown-field",
         _yaml("kd", "learning_rate: {type: uniform, low: 0.1, high: 0.2}"),
         "params.learning_rate",
-        "not a TrainConfig field",
+        "neither a shared setting nor a parameter of method 'kd'",
     ),
     case(
         "method-as-param",
@@ -558,9 +557,22 @@ BROKEN = [
     ),
     case(
         "range-rejected",
-        _yaml("kd", "kd_alpha: {type: uniform, low: 0.5, high: 1.5}"),
+        _yaml("kd", "alpha: {type: uniform, low: 0.5, high: 1.5}"),
+        "params.alpha",
+        "alpha: must be in [0, 1]",
+    ),
+    case(
+        "renamed-key",
+        _yaml("kd", "kd_alpha: {type: uniform, low: 0.1, high: 0.9}"),
         "params.kd_alpha",
-        "kd_alpha: must be in [0, 1]",
+        "renamed to 'alpha'",
+        "search_spaces/README.md",
+    ),
+    case(
+        "other-methods-param",
+        _yaml("kd", "margin: {type: uniform, low: 0.0, high: 1.0}"),
+        "params.margin",
+        "its parameters: alpha, temperature",
     ),
     case(
         "choice-rejected",
@@ -574,7 +586,7 @@ BROKEN = [
         "fixed-unknown-field",
         _yaml("kd", LR, fixed="{temp: 3}"),
         "fixed.temp",
-        "not a TrainConfig field",
+        "neither a shared setting nor a parameter of method 'kd'",
     ),
     case(
         "fixed-wrong-type",
@@ -645,3 +657,11 @@ def test_broken_space_is_rejected_with_one_line(
     assert message.startswith(str(path)), message
     for part in expected:
         assert part in message, message
+
+
+@pytest.mark.parametrize("path", sorted(SPACE_DIR.rglob("*.yaml")), ids=lambda p: p.stem)
+def test_every_space_points_to_the_format_once(path: Path) -> None:
+    text = path.read_text()
+    assert text.count("search_spaces/README.md") == 1
+    assert "type: uniform|loguniform" not in text  # the format lives in the README only
+    assert (SPACE_DIR / "README.md").is_file()

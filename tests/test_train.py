@@ -12,7 +12,7 @@ from ckd_tune.config import TrainConfig
 from ckd_tune.data import SPLITS
 from ckd_tune.errors import NonFiniteLossError
 from ckd_tune.methods import METHODS
-from ckd_tune.teacher import CachedTeacher, LiveTeacher, ShuffledTeacher
+from ckd_tune.teacher import CachedTeacher
 from ckd_tune.train import (
     evaluate,
     predict,
@@ -32,9 +32,13 @@ def _student(seed: int = 0) -> TinyNet:
     return TinyNet()
 
 
-def _config(**kw) -> TrainConfig:
-    base = dict(method="ckd", lr=1e-2, batch_size=16, epochs=4, seed=3, t_max=4.0, margin=0.1)
-    return TrainConfig(**{**base, **kw})
+_METHOD_PARAMS = {"ckd": {"t_max": 4.0, "margin": 0.1}, "annealing_kd": {"t_max": 4.0}}
+
+
+def _config(method: str = "ckd", **kw) -> TrainConfig:
+    shared = {"lr": 1e-2, "batch_size": 16, "epochs": 4, "seed": 3}
+    params = _METHOD_PARAMS.get(method, {})
+    return TrainConfig.from_flat({"method": method, **shared, **params, **kw})
 
 
 def _with_lengths(task):
@@ -70,6 +74,67 @@ def test_every_method_trains_and_reports(points_task, method):
     assert {"val_accuracy", "best_val_score", "examples_per_s"} <= set(result.last_metrics)
     if method in ("ckd", "annealing_kd"):
         assert {"T", "phi", "psi"} <= set(result.last_metrics)
+    terms = {"none": {"ce"}, "kd": {"ce", "kd"}, "annealing_kd": {"ce", "mse"}, "ckd": {"ce", "kd"}}
+    for _, m in seen:  # every loss term, unweighted, per epoch
+        assert {k for k in m if k.startswith("train_loss_")} == {
+            f"train_loss_{t}" for t in terms[method]
+        }
+    if method in ("kd", "none"):  # constant weights: the epoch's loss is their weighted sum
+        alpha = config.params.alpha if method == "kd" else 1.0
+        for _, m in seen:
+            mix = alpha * m["train_loss_ce"] + (1 - alpha) * m.get("train_loss_kd", 0.0)
+            assert m["train_loss"] == pytest.approx(mix, rel=1e-5)
+
+
+class _IndexEcho(torch.nn.Module):
+    """A student whose logits are its input's first ``classes`` features (plus a trainable 0)."""
+
+    def __init__(self, classes: int = 3) -> None:
+        super().__init__()
+        self.classes = classes
+        self.zero = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features[:, : self.classes] + 0.0 * self.zero
+
+
+@pytest.mark.parametrize("method", [m for m in sorted(METHODS) if METHODS[m].needs_teacher])
+@pytest.mark.parametrize("lengths", [False, True])
+def test_every_teacher_row_matches_its_example_over_shuffled_epochs(method, lengths, monkeypatch):
+    # each example's features and its teacher logits both encode its index: any misalignment
+    # (a teacher signal ignoring batch["index"], a shuffled loader read in another order, a
+    # length-grouped sampler) puts another example's teacher row next to a student row
+    task = make_points_task(n=150)
+    if lengths:
+        task = _with_lengths(task)
+    for split in SPLITS:
+        data = task.split(split)
+        data.x = data.x.clone()
+        data.x[:, 0] = torch.arange(len(data)).float()
+    n = len(task.train)
+    teacher_logits = torch.zeros(n, task.num_labels)
+    teacher_logits[:, 0] = torch.arange(n).float()
+    seen: list[torch.Tensor] = []
+    method_cls = METHODS[method]
+    real_terms = method_cls.loss_terms
+
+    def spy(self, z_s, z_t, labels, values):
+        assert torch.equal(z_t[:, 0], z_s[:, 0].detach())
+        seen.append(z_s[:, 0].detach().long())
+        return real_terms(self, z_s, z_t, labels, values)
+
+    monkeypatch.setattr(method_cls, "loss_terms", spy)
+    epochs = 3
+    train(
+        _config(method, epochs=epochs, lr=1e-3), task, _IndexEcho(), CachedTeacher(teacher_logits)
+    )
+    order = torch.cat(seen)
+    assert len(order) == epochs * n
+    per_epoch = order.view(epochs, n)
+    for epoch in per_epoch:  # every example once per epoch
+        assert torch.equal(epoch.sort().values, torch.arange(n))
+    assert not torch.equal(per_epoch[0], per_epoch[1])  # and shuffled between epochs
+    assert not torch.equal(per_epoch[0], torch.arange(n))
 
 
 def test_learns_from_labels(points_task):
@@ -150,24 +215,41 @@ def test_nan_loss_stops_with_reason(points_task):
     assert info.value.result.history == []
 
 
-def test_annealing_phase2_starts_from_best_phase1_weights(points_task, monkeypatch):
-    config = _config(method="annealing_kd", epochs=4, anneal_fraction=0.5)
-    loaded = []
+def test_annealing_phase2_starts_from_exactly_the_best_phase1_weights(points_task, monkeypatch):
+    # phase 1 = epochs 1-3 (anneal_fraction 0.75 of 4); validation is scripted so that the best
+    # phase-1 epoch is epoch 1, not the last one before phase 2
+    import ckd_tune.train as loop
+
+    scores = iter([0.9, 0.5, 0.4, 0.95])
+    monkeypatch.setattr(loop, "evaluate", lambda *a, **k: {"accuracy": next(scores)})
+    states: dict[int, dict[str, torch.Tensor]] = {}
+    at_phase2: list[dict[str, torch.Tensor]] = []
     student = _student()
-    original = student.load_state_dict
-    monkeypatch.setattr(
-        student, "load_state_dict", lambda sd, *a, **k: loaded.append(sd) or original(sd)
-    )
-    history = []
-    train(
+    method_cls = METHODS["annealing_kd"]
+    real_terms = method_cls.loss_terms
+
+    def spy(self, z_s, z_t, labels, values):
+        if values["psi"] == 1.0 and not at_phase2:  # the first phase-2 batch, before its step
+            at_phase2.append({k: v.clone() for k, v in student.state_dict().items()})
+        return real_terms(self, z_s, z_t, labels, values)
+
+    monkeypatch.setattr(method_cls, "loss_terms", spy)
+    config = _config("annealing_kd", epochs=4, anneal_fraction=0.75)
+    assert config.build_method().phase2_epoch() == 3
+    result = train(
         config,
         points_task,
         student,
         _teacher(points_task),
-        on_epoch=lambda e, m, s: history.append(m),
+        on_epoch=lambda e, m, s: states.__setitem__(
+            e, {k: v.clone() for k, v in s()["model"].items()}
+        ),
     )
-    assert len(loaded) == 1  # exactly once, at the start of epoch 3
-    assert [m["psi"] for m in history] == [0.0, 0.0, 1.0, 1.0]
+    assert [m["psi"] for m in result.history] == [0.0, 0.0, 0.0, 1.0]
+    assert result.best_epoch == 4
+    best_phase1, last_phase1 = states[1], states[3]
+    assert any(not torch.equal(best_phase1[k], last_phase1[k]) for k in best_phase1)
+    assert at_phase2 and all(torch.equal(at_phase2[0][k], best_phase1[k]) for k in best_phase1)
 
 
 def test_annealing_phase2_gets_a_fresh_optimizer_and_schedule(points_task, monkeypatch):
@@ -211,38 +293,9 @@ def test_schedules_change_at_epoch_starts_by_default(points_task):
     assert per_step[0]["psi"] > 0.0  # the last step of epoch 1 has moved on
 
 
-def test_shuffled_teacher_gives_each_example_another_ones_logits(points_task):
-    logits = torch.arange(40.0).reshape(20, 2)
-    shuffled = ShuffledTeacher(CachedTeacher(logits), seed=3)
-    everyone = {"index": torch.arange(20), "labels": torch.zeros(20, dtype=torch.long)}
-    out = shuffled(everyone)
-    source = (out[:, 0] / 2).long()
-    assert sorted(source.tolist()) == list(range(20))  # a permutation of the teacher's logits
-    assert (source != torch.arange(20)).all()  # nobody keeps their own
-    batch = {"index": torch.tensor([5, 2]), "labels": torch.zeros(2, dtype=torch.long)}
-    assert torch.equal(shuffled(batch), out[[5, 2]])  # the same wrong logits all run long
-    assert torch.equal(ShuffledTeacher(CachedTeacher(logits), seed=3)(everyone), out)
-    # a live teacher has no fixed examples: each gets its batch neighbour's logits
-    teacher = _student(seed=7)
-    live = LiveTeacher(teacher)
-    batch = points_task.collate([points_task.train[i] for i in range(4)])
-    assert torch.equal(ShuffledTeacher(live)(batch), live(batch).roll(1, dims=0))
-
-
 def test_teacher_required_for_kd(points_task):
     with pytest.raises(ValueError, match="needs a teacher"):
         train(_config(method="kd"), points_task, _student(), None)
-
-
-def test_live_teacher_matches_cached_logits(points_task):
-    teacher_net = _student(seed=7).eval()
-    batch = points_task.collate([points_task.train[i] for i in range(5)])
-    with torch.no_grad():
-        expected = teacher_net(batch["features"])
-    assert torch.allclose(LiveTeacher(teacher_net)(batch), expected)
-    assert torch.equal(
-        CachedTeacher(expected.repeat(20, 1)[: len(points_task.train)])(batch)[:1], expected[:1]
-    )
 
 
 def test_evaluate_reports_task_metric(points_task):

@@ -1,0 +1,96 @@
+"""Continuation-KD (Jafari et al., arXiv 2212.05998).
+
+A smoothed objective first, made harder as training proceeds: the student regresses the
+teacher's logits scaled by ``phi(T)`` (``T`` annealing ``t_max -> 1``) under a margin hinge,
+while ``psi`` moves the weight from that term to the labels (``psi = 1`` from
+``psi_end_fraction`` of training on).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
+
+from ckd_tune.methods.base import (
+    Method,
+    Term,
+    register,
+    require,
+    require_finite,
+    require_fraction,
+    require_shape,
+)
+from ckd_tune.methods.temperature import AnnealedTemperature
+from ckd_tune.schedules import SCHEDULES, shape_value
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+
+@dataclass(frozen=True)
+class CKDParams(AnnealedTemperature):
+    """The annealed temperature, ``psi``'s shape and end, the margin and the error's reduction."""
+
+    shape_fields: ClassVar[dict[str, str]] = {
+        **AnnealedTemperature.shape_fields,
+        "psi_params": "psi_shape",
+    }
+    shape_choices: ClassVar[dict[str, frozenset[str]]] = {
+        **AnnealedTemperature.shape_choices,
+        "psi_shape": frozenset(SCHEDULES),
+    }
+
+    psi_shape: str = "linear"
+    psi_params: dict[str, float] = field(default_factory=dict)
+    psi_end_fraction: float = 0.5  # fraction of training at which psi reaches 1
+    margin: float = 0.0
+    mse_reduction: str = "sum"  # "sum" | "mean" of the squared error over the logits
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_shape(
+            self.psi_shape, frozenset(SCHEDULES), self.psi_params, "psi_shape", "psi_params"
+        )
+        require_fraction(self.psi_end_fraction, "psi_end_fraction", open_low=True)
+        require_finite(self.margin, "margin", 0)
+        require(self.mse_reduction in ("sum", "mean"), "mse_reduction", "must be 'sum' or 'mean'")
+
+
+@register
+class ContinuationKD(Method):
+    """``L = psi CE(z_s, y) + (1 - psi) mean_i max(0, ||z_s_i - phi z_t_i||^2 - margin phi)``."""
+
+    name = "ckd"
+    params_type = CKDParams
+    annealing_fields = ("anneal_fraction", "psi_end_fraction")
+    params: CKDParams
+
+    def schedule(self, progress: float) -> dict[str, float]:
+        p = self.params
+        psi = shape_value(p.psi_shape, progress / p.psi_end_fraction, **p.psi_params)
+        return {**p.temperature_at(progress), "psi": psi}
+
+    def loss_terms(
+        self,
+        student_logits: Tensor,
+        teacher_logits: Tensor | None,
+        labels: Tensor,
+        values: dict[str, float],
+    ) -> dict[str, Term]:
+        from ckd_tune import losses
+
+        assert teacher_logits is not None
+        psi, p = values["psi"], self.params
+        return {
+            "ce": Term(psi, losses.hard_label_loss(student_logits, labels)),
+            "kd": Term(
+                1.0 - psi,
+                losses.hinge_mse(
+                    student_logits,
+                    teacher_logits,
+                    phi=values["phi"],
+                    margin=p.margin,
+                    reduction=p.mse_reduction,
+                ),
+            ),
+        }
