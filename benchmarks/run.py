@@ -134,7 +134,7 @@ def _names(value: str) -> list[str]:
 def make_context(args: argparse.Namespace, work_dir: Path) -> Context:
     """The context of this invocation: settings of the mode, resolved paths."""
     from ckd_tune import cache
-    from ckd_tune.data.glue import default_glue_dir
+    from ckd_tune.data.tasks import default_glue_dir
 
     settings = with_overrides(MODES["quick" if args.quick else "full"], repeats=args.repeats)
     data_dir = args.data_dir or default_glue_dir()

@@ -11,24 +11,20 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from ckd_tune import cache
 from ckd_tune.config import TrainConfig
-from ckd_tune.data import SPLITS, TaskData
+from ckd_tune.data import SPLITS
 from ckd_tune.errors import UserInputError
-from ckd_tune.models import BUNDLED_ENCODER, TextModelSpec, load_tokenizer
-from ckd_tune.teacher import (
-    CachedTeacher,
-    LiveTeacher,
-    Teacher,
-    cached_teacher,
-    fine_tune_teacher,
-    teacher_logits,
-)
-from ckd_tune.train import TeacherFn, evaluate
+from ckd_tune.models import BUNDLED_ENCODER
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ckd_tune.data import TaskData
+    from ckd_tune.teacher import Teacher
+    from ckd_tune.train import TeacherFn
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +153,8 @@ GLUE_PROFILES = {
 def prepare_glue(request: BenchRequest) -> PreparedBench:
     """GLUE: tokenised splits, a fine-tuned (cached) teacher and its cached logits, a small student."""
     from ckd_tune.data.glue import load_glue
+    from ckd_tune.models import TextModelSpec, load_tokenizer
+    from ckd_tune.teacher import CachedTeacher
 
     profile = GLUE_PROFILES[request.profile]
     task = request.task or "sst2"
@@ -195,9 +193,15 @@ def prepare_glue(request: BenchRequest) -> PreparedBench:
 
 def _text_teacher(request: BenchRequest, profile: Profile, data: TaskData) -> Teacher:
     """Load ``--teacher`` (already fine-tuned), or fine-tune the profile's teacher once and cache it."""
+    import torch
+
+    from ckd_tune.models import TextModelSpec
+    from ckd_tune.teacher import Teacher, teacher_fingerprint, teacher_logits
+
     if request.teacher:
         spec = TextModelSpec(request.teacher, data.num_labels, pretrained_head=True)
-        model, fp, seconds, reused = spec.build(), spec.fingerprint(), 0.0, True
+        model, fp = spec.build(), teacher_fingerprint(spec.fingerprint())
+        seconds, reused = 0.0, True
     else:
         spec = TextModelSpec(profile.teacher, data.num_labels)
         model, fp, seconds, reused = _trained_teacher(
@@ -206,7 +210,9 @@ def _text_teacher(request: BenchRequest, profile: Profile, data: TaskData) -> Te
             load=lambda d: TextModelSpec(str(d), data.num_labels, pretrained_head=True).build(),
         )  # fmt: skip
     logits = teacher_logits(model, data, request.cache_dir, fp, device=torch.device(request.device))
-    metrics = {split: data.metric(logits[split].numpy(), data.split(split).labels) for split in SPLITS}
+    metrics = {
+        split: data.metric(logits[split].numpy(), data.split(split).labels) for split in SPLITS
+    }
     name = request.teacher or f"{profile.teacher} fine-tuned ({profile.teacher_epochs} epochs)"
     return Teacher(
         name=name,
@@ -233,11 +239,17 @@ def _trained_teacher(
 
     Returns ``(model, fingerprint, training seconds, reused from cache)``.
     """
+    import torch
+
+    from ckd_tune.teacher import cached_teacher, fine_tune_teacher, teacher_fingerprint
+
     config = _teacher_config(request, profile)
-    fp = cache.fingerprint("teacher", spec_fingerprint, data.fingerprint, config.to_flat())
+    fp = teacher_fingerprint(spec_fingerprint, data.fingerprint, config)
 
     # the teacher's own examples when the data has a teacher split (disjoint from the student's)
-    own = data if data.teacher_train is None else dataclasses.replace(data, train=data.teacher_train)
+    own = (
+        data if data.teacher_train is None else dataclasses.replace(data, train=data.teacher_train)
+    )
 
     def build(tmp: Path) -> dict:
         log.info("training the teacher (%s) on %s: %d examples x %d epochs", profile.teacher,
@@ -287,8 +299,17 @@ def prepare_cifar(request: BenchRequest) -> PreparedBench:
     With augmentation every view is new, so the teacher runs forward inside each step
     (``LiveTeacher``, in inference mode) instead of reading cached logits.
     """
+    import torch
+
     from ckd_tune.data.cifar import load_cifar
-    from ckd_tune.models import VisionModelSpec, load_vision_model, save_vision_model
+    from ckd_tune.models import (
+        VisionModelSpec,
+        load_vision_model,
+        save_vision_model,
+        saved_model_fingerprint,
+    )
+    from ckd_tune.teacher import LiveTeacher, Teacher, teacher_fingerprint
+    from ckd_tune.train import evaluate
 
     profile = CIFAR_PROFILES[request.profile]
     data = load_cifar(
@@ -305,7 +326,7 @@ def prepare_cifar(request: BenchRequest) -> PreparedBench:
     teacher_path = Path(request.teacher).expanduser() if request.teacher else None
     if teacher_path is not None and teacher_path.exists():
         model, spec = load_vision_model(teacher_path)
-        fp = cache.fingerprint("teacher", cache.file_sha256(teacher_path / "model.pt"))
+        fp = teacher_fingerprint(saved_model_fingerprint(teacher_path))
         seconds, reused = 0.0, True
     else:
         spec = VisionModelSpec(request.teacher or profile.teacher, data.num_labels)
@@ -344,8 +365,7 @@ BENCHES: dict[str, Bench] = {}
 
 
 def _register() -> None:
-    from ckd_tune.data.cifar import default_cifar_dir
-    from ckd_tune.data.glue import GLUE_TASKS, default_glue_dir
+    from ckd_tune.data.tasks import GLUE_TASKS, default_cifar_dir, default_glue_dir
 
     BENCHES["glue"] = Bench(
         "glue", tuple(GLUE_TASKS), "sst2", GLUE_PROFILES, prepare_glue, default_glue_dir, "glue"

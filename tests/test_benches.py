@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from ckd_tune import benches, cache, teacher
 from ckd_tune.benches import BenchRequest, get_bench
 from ckd_tune.errors import DataNotFoundError, UserInputError
 from ckd_tune.methods import METHODS
+from ckd_tune.models import TextModelSpec
 from ckd_tune.teacher import CachedTeacher, LiveTeacher
-from ckd_tune.train import train
+from ckd_tune.train import predict, train
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +46,9 @@ def test_glue_smoke_bench_is_ready(glue_smoke):
 
 def test_teacher_trains_on_its_own_examples_not_the_students(glue_dir, tmp_path, monkeypatch):
     seen = []
-    real = benches.fine_tune_teacher
+    real = teacher.fine_tune_teacher
     monkeypatch.setattr(
-        benches, "fine_tune_teacher", lambda data, *a, **k: seen.append(data) or real(data, *a, **k)
+        teacher, "fine_tune_teacher", lambda data, *a, **k: seen.append(data) or real(data, *a, **k)
     )
     request = BenchRequest(
         bench="glue", task="sst2", profile="smoke", data_dir=glue_dir, cache_dir=tmp_path
@@ -68,7 +68,7 @@ def test_teacher_is_reused_not_retrained(glue_smoke, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("the cached teacher should have been reused")
 
-    monkeypatch.setattr(benches, "fine_tune_teacher", fail)
+    monkeypatch.setattr(teacher, "fine_tune_teacher", fail)
     monkeypatch.setattr(teacher, "predict", fail)  # logits come from the cache too
     again = get_bench("glue").prepare(request)
     assert again.teacher.reused
@@ -83,27 +83,54 @@ def test_changed_settings_change_the_teacher_fingerprint(glue_smoke, monkeypatch
         benches.GLUE_PROFILES, "smoke", smoke.__class__(**{**smoke.__dict__, "teacher_lr": 3e-4})
     )
     trained = []
-    real = benches.fine_tune_teacher
+    real = teacher.fine_tune_teacher
     monkeypatch.setattr(
-        benches, "fine_tune_teacher", lambda *a, **k: trained.append(1) or real(*a, **k)
+        teacher, "fine_tune_teacher", lambda *a, **k: trained.append(1) or real(*a, **k)
     )
     other = get_bench("glue").prepare(request)
     assert trained == [1]
     assert other.teacher.fingerprint != prepared.teacher.fingerprint
 
 
-def test_truncated_logit_cache_is_rebuilt(glue_smoke):
+def test_teacher_is_reused_when_only_the_run_around_it_changes(glue_smoke, monkeypatch):
     prepared, request = glue_smoke
-    path = (
-        request.cache_dir
-        / "logits"
-        / f"{prepared.teacher.fingerprint}-{prepared.data.fingerprint}.pt"
+    smoke = benches.GLUE_PROFILES["smoke"]
+    student_side = {"epochs": 5, "num_samples": 9, "seeds": 7, "student_layers": 1,
+                    "base": {"lr": 1e-3, "seed": 4}}  # fmt: skip
+    monkeypatch.setitem(
+        benches.GLUE_PROFILES, "smoke", smoke.__class__(**{**smoke.__dict__, **student_side})
     )
-    assert path.is_file()
-    path.write_bytes(path.read_bytes()[:100])
-    assert cache.load_tensors(path) is None  # detected by its checksum, removed
+    monkeypatch.setattr(teacher, "fine_tune_teacher", lambda *a, **k: pytest.fail("retrained"))
+    monkeypatch.setattr(teacher, "predict", lambda *a, **k: pytest.fail("logits recomputed"))
+    more_threads = BenchRequest(**{**request.__dict__, "num_threads": 64})  # --cpus-per-trial
+    again = get_bench("glue").prepare(more_threads)
+    assert again.teacher.reused and again.teacher.fingerprint == prepared.teacher.fingerprint
+    assert again.base_config.epochs == 5 and again.base_config.num_threads == 64
+
+
+@pytest.mark.parametrize("damage", ["flipped-byte", "truncated"])
+def test_corrupt_logit_cache_is_rebuilt_by_prepare(glue_smoke, monkeypatch, damage):
+    prepared, request = glue_smoke
+    fp = prepared.teacher.fingerprint
+    path = request.cache_dir / "logits" / f"{fp}-{prepared.data.fingerprint}.pt"
+    data = bytearray(path.read_bytes())
+    if damage == "truncated":
+        del data[len(data) // 2 :]
+    else:  # a byte of the stored test logits: the file still loads, with a wrong number
+        at = data.find(prepared.teacher.logits["test"].numpy().tobytes())
+        assert at >= 0
+        data[at + 5] ^= 0xFF
+    path.write_bytes(bytes(data))
+    predicted = []
+    monkeypatch.setattr(teacher, "predict", lambda *a, **k: predicted.append(1) or predict(*a, **k))
     again = get_bench("glue").prepare(request)
-    assert torch.allclose(again.teacher.logits["test"], prepared.teacher.logits["test"], atol=1e-5)
+    assert again.teacher.reused and len(predicted) == 3  # the logits (only) were rebuilt
+    model = TextModelSpec(str(request.cache_dir / "teachers" / fp), 2, pretrained_head=True)()
+    data = prepared.data
+    for split in ("train", "val", "test"):
+        fresh = predict(model, data.split(split), data.collate, batch_size=128)[0]
+        assert torch.allclose(again.teacher.logits[split], torch.from_numpy(fresh), atol=1e-6)
+    assert cache.load_tensors(path) is not None  # the rebuilt file passes its checksum
 
 
 def test_damaged_teacher_checkpoint_is_retrained(glue_smoke, monkeypatch):
@@ -134,23 +161,9 @@ def test_unknown_bench_and_missing_glue_data(tmp_path):
         get_bench("glue").prepare(request)
 
 
-def write_image_folder(root: Path, classes: int = 10, train: int = 33, test: int = 8) -> Path:
-    """A tiny CIFAR-like ImageFolder tree (random 32x32 JPEGs)."""
-    rng = np.random.default_rng(0)
-    for split, n in (("train", train), ("test", test)):
-        for c in range(classes):
-            folder = root / split / f"class{c:02d}"
-            folder.mkdir(parents=True)
-            for i in range(n):
-                pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
-                Image.fromarray(pixels).save(folder / f"{i:04d}.jpg")
-    return root
-
-
 @pytest.fixture(scope="module")
-def cifar_smoke(tmp_path_factory):
-    root = write_image_folder(tmp_path_factory.mktemp("cifar"))
-    request = BenchRequest(bench="cifar10", profile="smoke", data_dir=root,
+def cifar_smoke(cifar_dir, tmp_path_factory):
+    request = BenchRequest(bench="cifar10", profile="smoke", data_dir=cifar_dir,
                            cache_dir=tmp_path_factory.mktemp("cache"))  # fmt: skip
     return get_bench("cifar10").prepare(request), request
 
@@ -159,7 +172,7 @@ def test_cifar_smoke_bench_and_teacher_cache(cifar_smoke, monkeypatch):
     prepared, request = cifar_smoke
     assert isinstance(prepared.teacher_signal, LiveTeacher)  # augmentation: no logit cache
     assert not prepared.teacher.reused
-    monkeypatch.setattr(benches, "fine_tune_teacher", lambda *a, **k: pytest.fail("retrained"))
+    monkeypatch.setattr(teacher, "fine_tune_teacher", lambda *a, **k: pytest.fail("retrained"))
     assert get_bench("cifar10").prepare(request).teacher.reused
 
 
@@ -193,14 +206,13 @@ def test_missing_cifar_data(tmp_path):
 
 
 @pytest.mark.slow
-def test_cifar_smoke_sweep_of_every_method_end_to_end(tmp_path):
+def test_cifar_smoke_sweep_of_every_method_end_to_end(cifar_dir, tmp_path):
     """``python -m ckd_tune.search --bench cifar10`` on a synthetic ImageFolder, all methods, report."""
     import subprocess
     import sys
 
-    root = write_image_folder(tmp_path / "cifar")
     cmd = [sys.executable, "-m", "ckd_tune.search", "--bench", "cifar10", "--profile", "smoke",
-           "--data-dir", str(root), "--cache-dir", str(tmp_path / "cache"),
+           "--data-dir", str(cifar_dir), "--cache-dir", str(tmp_path / "cache"),
            "--output", str(tmp_path / "runs"), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db",
            "--max-epochs", "1", "--seeds", "2", "--quiet"]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)

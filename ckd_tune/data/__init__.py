@@ -16,10 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from torch import Tensor
-from torch.utils.data import Dataset
+
+if TYPE_CHECKING:
+    from torch import Tensor
+    from torch.utils.data import Dataset
 
 Metric = Callable[[np.ndarray, np.ndarray], dict[str, float]]
 SPLITS = ("train", "val", "test")

@@ -34,8 +34,6 @@ reproduces the augmentation (with ``num_workers=0``).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import pickle
@@ -56,20 +54,19 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from ckd_tune.data import TaskData
-from ckd_tune.data.splits import carve_splits, subsample
+from ckd_tune.data.splits import check_split_settings, split_task
+from ckd_tune.data.tasks import CIFAR_NUM_CLASSES, check_cifar_name
 from ckd_tune.errors import DataNotFoundError, UserInputError
+from ckd_tune.fingerprint import fingerprint
 
 __all__ = [
     "CIFAR_MEAN",
-    "CIFAR_NUM_CLASSES",
     "CIFAR_STD",
     "ENV_CACHE_DIR",
-    "ENV_DATA_DIR",
     "CifarSplit",
     "cifar_accuracy",
     "cifar_collate",
     "cifar_transform",
-    "default_cifar_dir",
     "load_cifar",
 ]
 
@@ -82,11 +79,9 @@ _tv_io: ModuleType | None = (
     else None
 )
 
-CIFAR_NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
 #: Per-channel mean / std of the official training images (pixel values scaled to [0, 1]).
 CIFAR_MEAN = {"cifar10": (0.4914, 0.4822, 0.4465), "cifar100": (0.5071, 0.4865, 0.4409)}
 CIFAR_STD = {"cifar10": (0.2470, 0.2435, 0.2616), "cifar100": (0.2673, 0.2564, 0.2762)}
-ENV_DATA_DIR = "CKD_TUNE_CIFAR_DATA"
 ENV_CACHE_DIR = "CKD_TUNE_CACHE"
 IMAGE_SIZE = 32
 # Bump when the transforms or the split procedure change: part of the fingerprint.
@@ -115,30 +110,12 @@ _BATCHES = {
 # Public helpers
 
 
-def default_cifar_dir(name: str) -> Path | None:
-    """Where ``name``'s data is looked for when the user gave no ``--data-dir``.
-
-    ``$CKD_TUNE_CIFAR_DATA`` if set (non-empty); else, for ``cifar10`` only,
-    ``../shared/data/cifar10-jpeg`` relative to the working directory if that folder exists;
-    else ``None`` (meaning: download with torchvision).
-    """
-    _check_name(name)
-    env = os.environ.get(ENV_DATA_DIR, "").strip()
-    if env:
-        return Path(env).expanduser()
-    if name == "cifar10":
-        staged = Path.cwd().parent / "shared" / "data" / "cifar10-jpeg"
-        if staged.is_dir():
-            return staged.resolve()
-    return None
-
-
 def cifar_transform(name: str, *, train: bool, augment: bool = True) -> v2.Compose:
     """The uint8 (3 x 32 x 32) -> normalised float32 transform for ``name``'s split.
 
     ``train and augment`` adds RandomCrop(32, padding=4) and RandomHorizontalFlip in front.
     """
-    _check_name(name)
+    check_cifar_name(name)
     steps: list[Any] = []
     if train and augment:
         steps += [v2.RandomCrop(IMAGE_SIZE, padding=4), v2.RandomHorizontalFlip()]
@@ -228,7 +205,7 @@ class _Source:
     test_labels: np.ndarray
     decode_train: Callable[[np.ndarray], Tensor]  # indices -> uint8 N x 3 x 32 x 32
     decode_test: Callable[[np.ndarray], Tensor]
-    listing_digest: str  # sha256 over file names and sizes
+    listing_digest: str  # fingerprint of the file names and sizes
 
 
 def load_cifar(
@@ -256,18 +233,30 @@ def load_cifar(
     Raises :class:`DataNotFoundError` when the data is missing (naming the path and the remedies)
     and :class:`UserInputError` for bad sizes, a class-count mismatch or unreadable files.
     """
-    _check_name(name)
-    sizes = _check_sizes(val_size, train_size, test_size, seed, teacher_size)
+    check_cifar_name(name)
+    sizes = {
+        "val_size": val_size,
+        "train_size": train_size,
+        "test_size": test_size,
+        "teacher_size": teacher_size,
+        "seed": seed,
+    }
+    check_split_settings(**sizes)
     start = time.perf_counter()
     source = _open_source(name, data_dir)
-    train_idx, val_idx, test_idx, teacher_idx = _split_indices(
-        source.train_labels, source.test_labels, val_size, train_size, test_size, seed,
-        teacher_size,
-    )  # fmt: skip
+    splits = split_task(
+        len(source.train_labels),
+        len(source.test_labels),
+        **sizes,
+        train_labels=source.train_labels,
+        test_labels=source.test_labels,
+    )
     # Decode train, val (and teacher_train) together: one pass over the chosen training files.
-    parts = [train_idx, val_idx] + ([] if teacher_idx is None else [teacher_idx])
+    parts = [splits.train, splits.val]
+    if splits.teacher_train is not None:
+        parts.append(splits.teacher_train)
     fit_images = source.decode_train(np.concatenate(parts))
-    test_images = source.decode_test(test_idx)
+    test_images = source.decode_test(splits.test)
     bounds = np.cumsum([0, *(len(p) for p in parts)])
 
     def make(images: Tensor, labels: np.ndarray, idx: np.ndarray, train: bool) -> CifarSplit:
@@ -280,9 +269,9 @@ def load_cifar(
 
     train = fit_split(0, True)
     val = fit_split(1, False)
-    teacher_train = None if teacher_idx is None else fit_split(2, True)
-    test = make(test_images, source.test_labels, test_idx, False)
-    fingerprint = _fingerprint(
+    teacher_train = None if splits.teacher_train is None else fit_split(2, True)
+    test = make(test_images, source.test_labels, splits.test, False)
+    data_fp = fingerprint(
         {
             "name": name,
             "pipeline": _PIPELINE_VERSION,
@@ -307,49 +296,9 @@ def load_cifar(
         collate=cifar_collate,
         metric=cifar_accuracy,
         main_metric="accuracy",
-        fingerprint=fingerprint,
+        fingerprint=data_fp,
         teacher_train=teacher_train,
     )
-
-
-def _check_name(name: str) -> None:
-    """UserInputError unless ``name`` is ``cifar10`` or ``cifar100``."""
-    if name not in CIFAR_NUM_CLASSES:
-        raise UserInputError(
-            f"CIFAR task: name must be one of {sorted(CIFAR_NUM_CLASSES)}, got {name!r}"
-        )
-
-
-def _check_sizes(
-    val_size: int | float,
-    train_size: int | None,
-    test_size: int | None,
-    seed: int,
-    teacher_size: int | None = None,
-) -> dict[str, Any]:
-    """Validate the split settings; return them as a JSON-able dict (for the fingerprint)."""
-    if isinstance(val_size, bool) or not isinstance(val_size, (int, float)):
-        raise UserInputError(f"val_size: must be an int or a float, got {val_size!r}")
-    if isinstance(val_size, float) and not 0.0 < val_size < 1.0:
-        raise UserInputError(f"val_size: a float must be a fraction in (0, 1), got {val_size}")
-    if isinstance(val_size, int) and val_size < 1:
-        raise UserInputError(f"val_size: must be >= 1, got {val_size}")
-    for key, value in (
-        ("train_size", train_size), ("test_size", test_size), ("teacher_size", teacher_size)
-    ):  # fmt: skip
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or value < 1
-        ):
-            raise UserInputError(f"{key}: must be None or an int >= 1, got {value!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise UserInputError(f"seed: must be an int, got {seed!r}")
-    return {
-        "val_size": val_size,
-        "train_size": train_size,
-        "test_size": test_size,
-        "teacher_size": teacher_size,
-        "seed": seed,
-    }
 
 
 def _not_found(path: Path, what: str) -> DataNotFoundError:
@@ -454,10 +403,6 @@ def _open_imagefolder(name: str, path: Path) -> _Source:
         scanned[split] = (classes, files, labels, lines)
     if scanned["train"][0] != scanned["test"][0]:
         raise UserInputError(f"{path}: train/ and test/ have different class folders")
-    digest = hashlib.sha256()
-    for split in ("train", "test"):
-        digest.update("\n".join(scanned[split][3]).encode())
-        digest.update(b"\n--\n")
     train_files, test_files = scanned["train"][1], scanned["test"][1]
     return _Source(
         kind="imagefolder",
@@ -467,7 +412,7 @@ def _open_imagefolder(name: str, path: Path) -> _Source:
         test_labels=scanned["test"][2],
         decode_train=lambda idx: _decode_files([train_files[i] for i in idx]),
         decode_test=lambda idx: _decode_files([test_files[i] for i in idx]),
-        listing_digest=digest.hexdigest(),
+        listing_digest=fingerprint(scanned["train"][3], scanned["test"][3]),
     )
 
 
@@ -623,7 +568,7 @@ def _open_batches(name: str, folder: Path) -> _Source:
         test_labels=test_labels,
         decode_train=lambda idx: train_images[torch.as_tensor(idx, dtype=torch.long)].clone(),
         decode_test=lambda idx: test_images[torch.as_tensor(idx, dtype=torch.long)].clone(),
-        listing_digest=hashlib.sha256("\n".join(lines).encode()).hexdigest(),
+        listing_digest=fingerprint(lines),
     )
 
 
@@ -649,40 +594,3 @@ def _download(name: str) -> _Source:
             root, f"torchvision download failed ({type(exc).__name__}: {exc})"
         ) from exc
     return _open_batches(name, root / _BATCHES[name]["folder"])
-
-
-# ---- splits and fingerprint -------------------------------------------------------------------
-
-
-def _split_indices(
-    train_labels: np.ndarray,
-    test_labels: np.ndarray,
-    val_size: int | float,
-    train_size: int | None,
-    test_size: int | None,
-    seed: int,
-    teacher_size: int | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-    """Sorted (train, val, test, teacher_train or None) indices into the official splits."""
-    n_train, n_test = len(train_labels), len(test_labels)
-    if isinstance(val_size, int) and val_size >= n_train:
-        raise UserInputError(f"val_size={val_size} must be < the {n_train} training images")
-    carved = carve_splits(
-        n_train,
-        val_size=val_size,
-        train_size=train_size,
-        teacher_size=teacher_size,
-        seed=seed,
-        stratify=train_labels,
-    )
-    test_idx = subsample(
-        np.arange(n_test), test_size, seed=seed, stratify=test_labels,
-        what=f"test_size={test_size}", clip=False,
-    )  # fmt: skip
-    return carved.train, carved.val, test_idx, carved.teacher_train
-
-
-def _fingerprint(payload: dict[str, Any]) -> str:
-    """First 16 hex chars of the sha256 of ``payload`` as canonical JSON."""
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -29,16 +29,12 @@ dataset uses (e.g. RTE: 0 = entailment, 1 = not_entailment; MNLI: 0 = entailment
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
-import json
 import math
-import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -49,178 +45,18 @@ from torch.utils.data import Dataset
 from transformers import DataCollatorWithPadding
 
 from ckd_tune.data import Metric, TaskData
-from ckd_tune.data.splits import carve_splits, source_groups, subsample
+from ckd_tune.data.splits import check_split_settings, source_groups, split_task
+from ckd_tune.data.tasks import DATA_ENV_VAR, GlueTask, glue_task
 from ckd_tune.errors import DataNotFoundError, UserInputError
+from ckd_tune.fingerprint import bytes_sha256, fingerprint
 
 HUB_DATASET = "nyu-mll/glue"
-DATA_ENV_VAR = "CKD_TUNE_DATA"
 LABELLED_SPLITS = ("train", "dev")
 # Bump when the reading, splitting or tokenising logic changes what the splits contain.
 _FINGERPRINT_VERSION = "glue-v2"
 
 
-@dataclass(frozen=True)
-class GlueTask:
-    """Where one GLUE task's texts and labels live, locally and on the hub, and how it is scored."""
-
-    name: str  # Hugging Face ``glue`` config name, e.g. "sst2"
-    dir_name: str  # local directory under the GLUE root, e.g. "SST-2"
-    text_columns: tuple[str, ...]  # TSV column(s) holding the text (one sentence or a pair)
-    label_column: str  # TSV column holding the label
-    hub_text_columns: tuple[str, ...]  # the same texts' columns in the hub dataset
-    labels: tuple[str, ...] | None  # TSV label strings in class-index order; None: regression
-    metric_names: tuple[str, ...]  # keys of :func:`glue_metric`'s result
-    main_metric: str  # the metric selection maximises
-    headerless_columns: tuple[str, ...] | None = None  # column names of a TSV with no header
-    dev_file: str = "dev.tsv"
-    hub_dev_split: str = "validation"
-    train_file: str = "train.tsv"
-    hub_label_column: str = "label"
-    phrase_groups: bool = False  # train rows include phrases of other rows (SST-2)
-
-    @property
-    def has_header(self) -> bool:
-        """Whether the task's TSV files start with a header row."""
-        return self.headerless_columns is None
-
-    @property
-    def is_regression(self) -> bool:
-        """Whether the task is a regression (STS-B) rather than a classification."""
-        return self.labels is None
-
-    @property
-    def num_labels(self) -> int:
-        """Number of model outputs: the number of classes, or 1 for regression."""
-        return 1 if self.labels is None else len(self.labels)
-
-    def file_name(self, split: str) -> str:
-        """The TSV file name of a labelled split ("train" or "dev")."""
-        return self.train_file if split == "train" else self.dev_file
-
-
-_BINARY = ("0", "1")
-_NLI2 = ("entailment", "not_entailment")
-
-GLUE_TASKS: Mapping[str, GlueTask] = MappingProxyType(
-    {
-        "sst2": GlueTask(
-            name="sst2",
-            dir_name="SST-2",
-            text_columns=("sentence",),
-            label_column="label",
-            hub_text_columns=("sentence",),
-            labels=_BINARY,
-            metric_names=("accuracy",),
-            main_metric="accuracy",
-            phrase_groups=True,
-        ),
-        "cola": GlueTask(
-            name="cola",
-            dir_name="CoLA",
-            text_columns=("sentence",),
-            label_column="label",
-            hub_text_columns=("sentence",),
-            labels=_BINARY,
-            metric_names=("mcc",),
-            main_metric="mcc",
-            headerless_columns=("source", "label", "original_mark", "sentence"),
-        ),
-        "mrpc": GlueTask(
-            name="mrpc",
-            dir_name="MRPC",
-            text_columns=("#1 String", "#2 String"),
-            label_column="Quality",
-            hub_text_columns=("sentence1", "sentence2"),
-            labels=_BINARY,
-            metric_names=("f1", "accuracy"),
-            main_metric="f1",
-        ),
-        "rte": GlueTask(
-            name="rte",
-            dir_name="RTE",
-            text_columns=("sentence1", "sentence2"),
-            label_column="label",
-            hub_text_columns=("sentence1", "sentence2"),
-            labels=_NLI2,
-            metric_names=("accuracy",),
-            main_metric="accuracy",
-        ),
-        "stsb": GlueTask(
-            name="stsb",
-            dir_name="STS-B",
-            text_columns=("sentence1", "sentence2"),
-            label_column="score",
-            hub_text_columns=("sentence1", "sentence2"),
-            labels=None,
-            metric_names=("pearson", "spearman"),
-            main_metric="pearson",
-        ),
-        "qnli": GlueTask(
-            name="qnli",
-            dir_name="QNLI",
-            text_columns=("question", "sentence"),
-            label_column="label",
-            hub_text_columns=("question", "sentence"),
-            labels=_NLI2,
-            metric_names=("accuracy",),
-            main_metric="accuracy",
-        ),
-        "qqp": GlueTask(
-            name="qqp",
-            dir_name="QQP",
-            text_columns=("question1", "question2"),
-            label_column="is_duplicate",
-            hub_text_columns=("question1", "question2"),
-            labels=_BINARY,
-            metric_names=("f1", "accuracy"),
-            main_metric="f1",
-        ),
-        "mnli": GlueTask(
-            name="mnli",
-            dir_name="MNLI",
-            text_columns=("sentence1", "sentence2"),
-            label_column="gold_label",
-            hub_text_columns=("premise", "hypothesis"),
-            labels=("entailment", "neutral", "contradiction"),
-            metric_names=("accuracy",),
-            main_metric="accuracy",
-            dev_file="dev_matched.tsv",
-            hub_dev_split="validation_matched",
-        ),
-    }
-)
-
-MAIN_METRIC: Mapping[str, str] = MappingProxyType(
-    {name: spec.main_metric for name, spec in GLUE_TASKS.items()}
-)
-
 Label = int | float
-
-
-def glue_task(task: str) -> GlueTask:
-    """The registry entry of ``task``; :class:`UserInputError` listing the valid ids if unknown."""
-    try:
-        return GLUE_TASKS[task]
-    except (KeyError, TypeError):
-        valid = ", ".join(GLUE_TASKS)
-        raise UserInputError(f"unknown GLUE task {task!r}; valid tasks: {valid}") from None
-
-
-def default_glue_dir() -> Path | None:
-    """The GLUE directory to read when none is given explicitly.
-
-    The value of the ``CKD_TUNE_DATA`` environment variable if it is set and non-empty (used as
-    is, even if it does not exist, so a wrong setting is reported rather than ignored); else
-    ``../shared/data/glue`` relative to the current working directory if that directory exists;
-    else ``None``, meaning the data should come from the Hugging Face hub.
-    """
-    env = os.environ.get(DATA_ENV_VAR, "").strip()
-    if env:
-        return Path(env).expanduser()
-    candidate = Path.cwd() / ".." / "shared" / "data" / "glue"
-    if candidate.is_dir():
-        return candidate.resolve()
-    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -317,7 +153,7 @@ def _read_local(task: str, split: str, data_dir: Path) -> _RawSplit:
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         raise _missing(spec, split, path) from None
     texts, labels = _parse_tsv(spec, path, data)
-    return _RawSplit(texts, labels, hashlib.sha256(data).hexdigest())
+    return _RawSplit(texts, labels, bytes_sha256(data))
 
 
 def read_glue_tsv(task: str, split: str, data_dir: Path) -> tuple[list[tuple[str, ...]], list]:
@@ -360,11 +196,7 @@ def _hub_split(task: str, split: str) -> _RawSplit:
                 f"glue/{spec.name}: hub split {hub_split} has labels {bad} outside "
                 f"0..{spec.num_labels - 1}"
             )
-    digest = hashlib.sha256()
-    for text, label in zip(texts, labels, strict=True):
-        digest.update(json.dumps([text, label]).encode())
-        digest.update(b"\n")
-    return _RawSplit(texts, labels, digest.hexdigest())
+    return _RawSplit(texts, labels, fingerprint(texts, labels))
 
 
 def load_hub_split(task: str, split: str) -> tuple[list[tuple[str, ...]], list]:
@@ -485,21 +317,6 @@ class PadCollate:
         return dict(self.pad(items))
 
 
-def _check_size(name: str, value: Any, *, allow_fraction: bool, n: int | None = None) -> None:
-    if value is None and not allow_fraction:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise UserInputError(f"{name} must be a number, got {value!r}")
-    if isinstance(value, float):
-        if not allow_fraction or not 0.0 < value < 1.0:
-            kind = "a fraction in (0, 1) or a count" if allow_fraction else "a count"
-            raise UserInputError(f"{name} must be {kind}, got {value!r}")
-        return
-    if value < 1 or (n is not None and value >= n):
-        upper = f" and below the {n} training examples" if n is not None else ""
-        raise UserInputError(f"{name} must be at least 1{upper}, got {value}")
-
-
 def _tokenize(
     tokenizer: Any,
     texts: Sequence[tuple[str, ...]],
@@ -531,7 +348,7 @@ def _tokenizer_id(tokenizer: Any) -> dict[str, Any]:
     return {
         "class": type(tokenizer).__name__,
         "vocab_size": len(tokenizer),
-        "vocab_sha256": hashlib.sha256(json.dumps(vocab).encode()).hexdigest(),
+        "vocab": fingerprint(vocab),
         "lowercase": bool(getattr(tokenizer, "do_lower_case", False)),
     }
 
@@ -584,11 +401,13 @@ def load_glue(
         raise UserInputError(f"max_seq_length must be an integer, got {max_seq_length!r}")
     if max_seq_length < 8:
         raise UserInputError(f"max_seq_length must be at least 8, got {max_seq_length}")
-    _check_size("train_size", train_size, allow_fraction=False)
-    _check_size("test_size", test_size, allow_fraction=False)
-    _check_size("teacher_size", teacher_size, allow_fraction=False)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise UserInputError(f"seed must be an integer, got {seed!r}")
+    check_split_settings(
+        val_size=val_size,
+        train_size=train_size,
+        teacher_size=teacher_size,
+        test_size=test_size,
+        seed=seed,
+    )
 
     if data_dir is not None:
         train_raw = _read_local(task, "train", Path(data_dir))
@@ -596,36 +415,30 @@ def load_glue(
     else:
         train_raw = _hub_split(task, "train")
         dev_raw = _hub_split(task, "dev")
-    _check_size("val_size", val_size, allow_fraction=True, n=len(train_raw.labels))
-
     reg = spec.is_regression
-    train_labels = None if reg else np.asarray(train_raw.labels)
-    dev_labels = None if reg else np.asarray(dev_raw.labels)
-    groups = _phrase_groups(train_raw) if spec.phrase_groups else None
-    carved = carve_splits(
+    splits = split_task(
         len(train_raw.labels),
+        len(dev_raw.labels),
         val_size=val_size,
         train_size=train_size,
         teacher_size=teacher_size,
+        test_size=test_size,
         seed=seed,
-        stratify=train_labels,
-        groups=groups,
-        clip_train=True,
+        train_labels=None if reg else np.asarray(train_raw.labels),
+        test_labels=None if reg else np.asarray(dev_raw.labels),
+        groups=_phrase_groups(train_raw) if spec.phrase_groups else None,
+        clip=True,
     )
-    test_rows = subsample(
-        np.arange(len(dev_raw.labels)), test_size, seed=seed, stratify=dev_labels,
-        what=f"test_size={test_size}",
-    )  # fmt: skip
 
     def tokenize(raw: _RawSplit, rows: np.ndarray) -> TokenizedSplit:
         return _tokenize(tokenizer, raw.texts, raw.labels, rows, max_seq_length, reg)
 
-    train = tokenize(train_raw, carved.train)
-    val = tokenize(train_raw, carved.val)
-    test = tokenize(dev_raw, test_rows)
+    train = tokenize(train_raw, splits.train)
+    val = tokenize(train_raw, splits.val)
+    test = tokenize(dev_raw, splits.test)
     teacher_train = None
-    if carved.teacher_train is not None:
-        teacher_train = tokenize(train_raw, carved.teacher_train)
+    if splits.teacher_train is not None:
+        teacher_train = tokenize(train_raw, splits.teacher_train)
 
     settings = {
         "version": _FINGERPRINT_VERSION,
@@ -641,8 +454,6 @@ def load_glue(
         "phrase_groups": spec.phrase_groups,
         "seed": seed,
     }
-    fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-
     return TaskData(
         name=f"glue/{spec.name}",
         num_labels=spec.num_labels,
@@ -652,21 +463,16 @@ def load_glue(
         collate=PadCollate(tokenizer),
         metric=glue_metric(spec.name),
         main_metric=spec.main_metric,
-        fingerprint=fingerprint,
+        fingerprint=fingerprint(settings),
         teacher_train=teacher_train,
     )
 
 
 __all__ = [
-    "GLUE_TASKS",
     "HUB_DATASET",
-    "MAIN_METRIC",
-    "GlueTask",
     "PadCollate",
     "TokenizedSplit",
-    "default_glue_dir",
     "glue_metric",
-    "glue_task",
     "load_glue",
     "load_hub_split",
     "read_glue_tsv",

@@ -12,6 +12,10 @@ Used by every task loader (GLUE and CIFAR), so all benches split the same way:
   student-train, val and teacher-train; finally it subsamples each pool. Every draw is seeded
   and stratified by label where labels are given (classification).
 * :func:`subsample` draws a seeded, stratified subset (used for the official test split).
+* :func:`split_task` does both for a task: carves its official training rows and subsamples
+  its official test rows.
+* :func:`check_split_settings` validates the size and seed settings (loaders call it before
+  reading any data).
 
 Tasks without phrase structure pass ``groups=None``: every row is then its own group and its
 own root, and without a teacher split the draws are exactly those of the loaders before this
@@ -29,7 +33,15 @@ from sklearn.model_selection import train_test_split
 
 from ckd_tune.errors import UserInputError
 
-__all__ = ["CarvedSplits", "carve_splits", "source_groups", "subsample"]
+__all__ = [
+    "CarvedSplits",
+    "TaskSplits",
+    "carve_splits",
+    "check_split_settings",
+    "source_groups",
+    "split_task",
+    "subsample",
+]
 
 
 def source_groups(texts: Sequence[str]) -> np.ndarray:
@@ -150,6 +162,28 @@ def _check_size(name: str, value: object, *, fraction: bool = False) -> None:
         raise UserInputError(f"{name} must be at least 1, got {value}")
 
 
+def check_split_settings(
+    *,
+    val_size: int | float,
+    train_size: int | None = None,
+    teacher_size: int | None = None,
+    test_size: int | None = None,
+    seed: int = 0,
+) -> None:
+    """Raise :class:`UserInputError` (one line) for a malformed split setting.
+
+    ``val_size``: a count >= 1 or a fraction in (0, 1); ``train_size``, ``teacher_size``,
+    ``test_size``: None or a count >= 1; ``seed``: an integer. Loaders call it before reading
+    any data; whether the sizes fit the data is checked when the splits are drawn.
+    """
+    _check_size("val_size", val_size, fraction=True)
+    _check_size("train_size", train_size)
+    _check_size("teacher_size", teacher_size)
+    _check_size("test_size", test_size)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise UserInputError(f"seed must be an integer, got {seed!r}")
+
+
 def carve_splits(
     n_rows: int,
     *,
@@ -179,9 +213,9 @@ def carve_splits(
     ``train_size`` larger than what is left after val keeps everything if ``clip_train``, else
     raises. Raises :class:`UserInputError` (one line) when a size cannot be satisfied.
     """
-    _check_size("val_size", val_size, fraction=True)
-    _check_size("train_size", train_size)
-    _check_size("teacher_size", teacher_size)
+    check_split_settings(
+        val_size=val_size, train_size=train_size, teacher_size=teacher_size, seed=seed
+    )
     labels = None if stratify is None else np.asarray(stratify)
     if labels is not None and len(labels) != n_rows:
         raise ValueError(f"stratify has {len(labels)} labels for {n_rows} rows")
@@ -256,3 +290,52 @@ def carve_splits(
         what=f"teacher_size={teacher_size}", clip=False,
     )  # fmt: skip
     return CarvedSplits(train=train, val=val, teacher_train=teacher)
+
+
+@dataclass(frozen=True)
+class TaskSplits(CarvedSplits):
+    """:class:`CarvedSplits` plus the sorted rows drawn from the official test split."""
+
+    test: np.ndarray
+
+
+def split_task(
+    n_train: int,
+    n_test: int,
+    *,
+    val_size: int | float,
+    train_size: int | None = None,
+    teacher_size: int | None = None,
+    test_size: int | None = None,
+    seed: int = 0,
+    train_labels: np.ndarray | None = None,
+    test_labels: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
+    clip: bool = False,
+) -> TaskSplits:
+    """Every split of a task, as every loader draws them.
+
+    ``train``, ``val`` and ``teacher_train``: :func:`carve_splits` of the ``n_train`` official
+    training rows (stratified by ``train_labels``, grouped by ``groups``); ``test``:
+    ``test_size`` of the ``n_test`` official test rows (:func:`subsample`, stratified by
+    ``test_labels``). Labels None: no stratification (regression). ``clip``: a ``train_size``
+    (without a teacher split) or ``test_size`` larger than what is available keeps
+    everything instead of raising :class:`UserInputError`.
+    """
+    carved = carve_splits(
+        n_train,
+        val_size=val_size,
+        train_size=train_size,
+        teacher_size=teacher_size,
+        seed=seed,
+        stratify=train_labels,
+        groups=groups,
+        clip_train=clip,
+    )
+    test = subsample(
+        np.arange(n_test), test_size, seed=seed, stratify=test_labels,
+        what=f"test_size={test_size}", clip=clip,
+    )  # fmt: skip
+    return TaskSplits(
+        train=carved.train, val=carved.val, teacher_train=carved.teacher_train, test=test
+    )
