@@ -26,11 +26,11 @@ def _register(profile_json: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the search CLI with the benchmark profile registered; returns its exit status."""
-    from ckd_tune import search
+    from ckd_tune.search.cli import main as search_main
 
     if profile_json := os.environ.get(PROFILE_ENV):
         _register(profile_json)
-    status = search.main(argv)
+    status = search_main(argv)
     if path := os.environ.get(RUSAGE_ENV):
         Path(path).write_text(json.dumps({"driver_peak_rss_mb": peak_rss_mb()}))
     return status

@@ -9,7 +9,7 @@ from typing import Any, TextIO
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
-METRIC = "best_val_score"
+from ckd_tune.search.summary import METRIC
 
 
 class ProgressPrinter(Callback):

@@ -2,7 +2,8 @@
 
 Ray's stock ``MLflowLoggerCallback`` opens a second run for a resumed trial and leaves the
 first one RUNNING; :class:`MLflowTrialCallback` instead finds a trial's run by its tags
-(``sweep``, ``ray_trial_id``) and keeps logging into it.
+(``sweep``, ``ray_trial_id``) and keeps logging into it. The tracking URI helpers, which need
+no MLflow, are in :mod:`ckd_tune.tracking_uri`.
 """
 
 from __future__ import annotations
@@ -10,12 +11,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
 
 from filelock import FileLock
 from mlflow.entities import Metric, Param, RunTag
@@ -27,37 +26,6 @@ log = logging.getLogger(__name__)
 
 ROLE_TRIAL, ROLE_RERUN, ROLE_SUMMARY = "trial", "rerun", "summary"
 _RAY_KEYS = {"time_total_s", "time_this_iter_s"}
-
-
-def redact(uri: str) -> str:
-    """``uri`` with any user/password removed, safe to print."""
-    parts = urlsplit(uri)
-    if parts.username or parts.password:
-        host = parts.hostname or ""
-        netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return uri
-
-
-def credentials_to_env(uri: str) -> str:
-    """``uri`` without its ``user:password@``, which goes to MLflow's own environment variables.
-
-    MLflow reads ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` for HTTP basic auth,
-    so the secret then lives only in this process's environment: not in the URI that is printed,
-    pickled into Ray's experiment state (the trial callback), written to sweep files or quoted
-    by MLflow's error messages. Other URIs are returned unchanged.
-    """
-    parts = urlsplit(uri)
-    if parts.scheme not in ("http", "https") or not (parts.username or parts.password):
-        return uri
-    if parts.username:
-        os.environ["MLFLOW_TRACKING_USERNAME"] = unquote(parts.username)
-    if parts.password:
-        os.environ["MLFLOW_TRACKING_PASSWORD"] = unquote(parts.password)
-    host = parts.hostname or ""
-    host = f"[{host}]" if ":" in host else host
-    netloc = host + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def open_client(uri: str) -> MlflowClient:
@@ -73,11 +41,6 @@ def open_client(uri: str) -> MlflowClient:
     lock = Path(tempfile.gettempdir()) / f"ckd_tune-mlflow-{digest}.lock"
     with FileLock(str(lock)):
         return MlflowClient(uri)  # the client opens its store (creating the tables) right away
-
-
-def default_tracking_uri(directory: Path) -> str:
-    """A local sqlite database ``<directory>/mlflow.db``."""
-    return f"sqlite:///{directory.resolve() / 'mlflow.db'}"
 
 
 def get_experiment_id(client: MlflowClient, name: str, artifact_root: Path | None = None) -> str:

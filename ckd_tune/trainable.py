@@ -17,7 +17,6 @@ from ray import tune
 from ray.tune import Checkpoint
 
 from ckd_tune.benches import PreparedBench
-from ckd_tune.config import TrainConfig
 from ckd_tune.errors import NonFiniteLossError
 from ckd_tune.train import train
 
@@ -25,14 +24,9 @@ STATE_FILE = "state.pt"
 FAILURE_FILE = "nonfinite_loss.txt"
 
 
-def trial_config(prepared: PreparedBench, sampled: dict[str, Any]) -> TrainConfig:
-    """The bench's base config overridden by a trial's sampled (flat) parameters."""
-    return TrainConfig.from_flat({**prepared.base_config.to_flat(), **sampled})
-
-
 def run_trial(config: dict[str, Any], prepared: PreparedBench) -> None:
     """Ray Tune function trainable (use :func:`make_trainable` to bind ``prepared``)."""
-    train_config = trial_config(prepared, config)
+    train_config = prepared.base_config.replace(**config)  # the bench's settings + the sample
     device = "cuda" if torch.cuda.is_available() else "cpu"  # Ray exposes only this trial's GPUs
     marker = Path(tune.get_context().get_trial_dir()) / FAILURE_FILE
     if marker.exists():  # a retry of a deterministic NaN would only fail again

@@ -154,8 +154,8 @@ def _checkpoint_epoch() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """The search CLI with every bench's student builder wrapped (see the module docstring)."""
-    from ckd_tune import search
     from ckd_tune.benches import BENCHES
+    from ckd_tune.search.cli import main as search_main
 
     p = argparse.ArgumentParser(prog="python -m fault_injection")
     p.add_argument("state_dir", type=Path)
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
 
         BENCHES[name] = replace(bench, prepare=prepare)
     search_args = args.search_args[1:] if args.search_args[:1] == ["--"] else args.search_args
-    return search.main(search_args)
+    return search_main(search_args)
 
 
 if __name__ == "__main__":

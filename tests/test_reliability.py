@@ -1,6 +1,6 @@
 """Reliability and security: injected faults, bad input, and no finished result lost.
 
-What test_search.py, test_benches.py, test_spaces.py and the data tests already cover (Ctrl-C /
+What test_search*.py, test_benches.py, test_spaces.py and the data tests already cover (Ctrl-C /
 SIGKILL of the driver mid-search then --resume, NaN and crashing trials, bad flags, damaged cache
 files, malformed YAML at the loader, broken TSV rows at the reader) is not repeated here.
 
@@ -27,6 +27,7 @@ import ast
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -43,12 +44,11 @@ if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
 import fault_injection  # noqa: E402  (needs TESTS on sys.path)
-from test_search import (  # noqa: E402  (the sweep helpers; _no_ray_left is an autouse fixture)
+from search_support import (  # noqa: E402
     BIN,
     EXPERIMENT,
     REPO,
     SWEEP_TIMEOUT,
-    _no_ray_left,  # noqa: F401
     check_one_run_per_trial,
     cli,
     cli_env,
@@ -57,6 +57,7 @@ from test_search import (  # noqa: E402  (the sweep helpers; _no_ray_left is an 
     kill_group,
     lines,
     mlflow_runs,
+    no_ray_left_fixture,  # noqa: F401  (an autouse fixture)
     ok,
     ray_trial_ids,
     stop_session,
@@ -64,7 +65,9 @@ from test_search import (  # noqa: E402  (the sweep helpers; _no_ray_left is an 
     trial_runs,
 )
 
-from ckd_tune import cache, search  # noqa: E402
+from ckd_tune import cache  # noqa: E402
+from ckd_tune.search.cli import main  # noqa: E402
+from ckd_tune.search.table import mlflow_pointer  # noqa: E402
 
 # ------------------------------------------------------------------------------------------
 # Helpers
@@ -472,34 +475,42 @@ def _cifar_stub(tmp: Path) -> Path:
     return stub
 
 
-KD_ALPHA = "kd_alpha: {type: uniform, low: 0.1, high: 0.9}"
+# the wide kd space's first uniform parameter (its name is the method's to choose)
+KD_PARAM, KD_LOW, KD_HIGH = re.search(
+    r"^  (\w+): \{type: uniform, low: ([^,]+), high: ([^}]+)\}$",
+    (REPO / "search_spaces" / "wide" / "kd.yaml").read_text(),
+    re.MULTILINE,
+).groups()
+KD_UNIFORM = f"{KD_PARAM}: {{type: uniform, low: {KD_LOW}, high: {KD_HIGH}}}"
 PSI_SHAPES = "[linear, cosine, exponential, sigmoid, step]"
 TEMPERATURE_PATHS = "[steps, linear, cosine, exponential]"
 BAD_INPUTS = {
     # name: (extra argv from (tmp, glue_dir), words the one stderr line must contain)
     "yaml unknown key in a parameter": (
-        lambda t, g: _space(t, "kd", KD_ALPHA, KD_ALPHA[:-1] + ", stepp: 2}"),
-        ["kd.yaml", "params.kd_alpha.stepp", "unknown key"],
+        lambda t, g: _space(t, "kd", KD_UNIFORM, KD_UNIFORM[:-1] + ", stepp: 2}"),
+        ["kd.yaml", f"params.{KD_PARAM}.stepp", "unknown key"],
     ),
     "yaml unknown parameter name": (
-        lambda t, g: _space(t, "kd", "kd_alpha:", "kd_alfa:"),
-        ["kd.yaml", "kd_alfa", "not a TrainConfig field"],
+        lambda t, g: _space(t, "kd", f"{KD_PARAM}:", f"{KD_PARAM}_typo:"),
+        ["kd.yaml", f"{KD_PARAM}_typo", "parameter of method 'kd'"],
     ),
     "yaml low > high": (
-        lambda t, g: _space(t, "kd", KD_ALPHA, "kd_alpha: {type: uniform, low: 0.9, high: 0.1}"),
-        ["kd.yaml", "params.kd_alpha", "low (0.9) must be <= high (0.1)"],
+        lambda t, g: _space(
+            t, "kd", KD_UNIFORM, f"{KD_PARAM}: {{type: uniform, low: {KD_HIGH}, high: {KD_LOW}}}"
+        ),
+        ["kd.yaml", f"params.{KD_PARAM}", f"low ({KD_HIGH}) must be <= high ({KD_LOW})"],
     ),
     "yaml string for a number": (
-        lambda t, g: _space(t, "kd", KD_ALPHA, "kd_alpha: {type: uniform, low: one, high: 0.9}"),
-        ["kd.yaml", "params.kd_alpha.low", "expected a number", "'one'"],
+        lambda t, g: _space(t, "kd", KD_UNIFORM, KD_UNIFORM.replace(f"low: {KD_LOW}", "low: one")),
+        ["kd.yaml", f"params.{KD_PARAM}.low", "expected a number", "'one'"],
     ),
     "yaml number for a list": (
         lambda t, g: _space(t, "kd", "choices: [16, 32]", "choices: 16"),
         ["kd.yaml", "params.batch_size.choices", "list"],
     ),
     "yaml unknown parameter type": (
-        lambda t, g: _space(t, "kd", "kd_alpha: {type: uniform", "kd_alpha: {type: gaussian"),
-        ["kd.yaml", "params.kd_alpha", "'gaussian'"],
+        lambda t, g: _space(t, "kd", KD_UNIFORM, KD_UNIFORM.replace("uniform", "gaussian")),
+        ["kd.yaml", f"params.{KD_PARAM}", "'gaussian'"],
     ),
     "yaml unknown psi shape": (
         lambda t, g: _space(t, "ckd", PSI_SHAPES, PSI_SHAPES[:-1] + ", wobbly]"),
@@ -548,7 +559,7 @@ def test_bad_input_exits_2_with_one_line_before_any_trial(case, tmp_path, glue_d
     argv += make_extra(tmp_path, glue_dir)
     capsys.readouterr()
     t0 = time.monotonic()
-    status = search.main(argv)
+    status = main(argv)
     err = capsys.readouterr().err
     assert status == 2, err
     assert len(lines(err)) == 1, err
@@ -657,7 +668,7 @@ def test_no_unsafe_deserialisation_in_the_package():
     ],
 )
 def test_tracking_credentials_move_to_mlflow_env(uri, clean, user, password, monkeypatch):
-    from ckd_tune.tracking import credentials_to_env
+    from ckd_tune.tracking_uri import credentials_to_env
 
     monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
     monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
@@ -688,4 +699,6 @@ def test_the_documented_mlflow_ui_listens_on_localhost_only(monkeypatch):
     assert "0.0.0.0" not in readme
     for path in (REPO / "ckd_tune").rglob("*.py"):
         assert "0.0.0.0" not in path.read_text(), path
-    assert "view with: mlflow ui --backend-store-uri" in (REPO / "ckd_tune/search.py").read_text()
+    # the final table's pointer: `mlflow ui` as above, with no --host
+    pointer = mlflow_pointer("e", "1", "r", "sqlite:///mlflow.db")
+    assert pointer.endswith("view with: mlflow ui --backend-store-uri sqlite:///mlflow.db")

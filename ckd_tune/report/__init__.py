@@ -30,81 +30,43 @@ plots (``plot_*``); :mod:`~ckd_tune.report.students` saves and loads students,
 restore`` brings them back) so each (sweep, method, seed) has exactly one.
 """
 
-from ckd_tune.report.build import (
-    ReportSetup,
-    build_report,
-    describe_student,
-    machine_info,
-    make_report,
-    write_plots,
-)
-from ckd_tune.report.cli import build_parser, main
-from ckd_tune.report.markdown import render_markdown
-from ckd_tune.report.plots import (
-    PLOTS,
-    plot_schedules,
-    plot_search,
-    plot_test_scores,
-    plot_val_curves,
-)
-from ckd_tune.report.reruns import CONTROL, RerunJob, rerun, run_reruns
-from ckd_tune.report.results import analyse, config_changes, schedule_curves, search_trace
-from ckd_tune.report.stats import (
-    ALPHA,
-    BASELINE,
-    CONFIDENCE,
-    FINETUNE,
-    compare,
-    describe,
-    format_p,
-    overall_verdict,
-    short_verdict,
-    verdict,
-)
-from ckd_tune.report.students import (
-    STUDENT_JSON,
-    WEIGHTS_FILE,
-    load_student,
-    save_student,
-    student_spec,
-)
+import importlib
+from typing import Any
 
-__all__ = [
-    "ALPHA",
-    "BASELINE",
-    "CONFIDENCE",
-    "CONTROL",
-    "FINETUNE",
-    "PLOTS",
-    "STUDENT_JSON",
-    "WEIGHTS_FILE",
-    "ReportSetup",
-    "RerunJob",
-    "analyse",
-    "build_parser",
-    "build_report",
-    "compare",
-    "config_changes",
-    "describe",
-    "describe_student",
-    "format_p",
-    "load_student",
-    "machine_info",
-    "main",
-    "make_report",
-    "overall_verdict",
-    "plot_schedules",
-    "plot_search",
-    "plot_test_scores",
-    "plot_val_curves",
-    "render_markdown",
-    "rerun",
-    "run_reruns",
-    "save_student",
-    "schedule_curves",
-    "search_trace",
-    "short_verdict",
-    "student_spec",
-    "verdict",
-    "write_plots",
-]
+# name -> the module that defines it; loaded on first use, so that importing one report module
+# (e.g. ``ckd_tune.report.formatting``) or ``--help`` does not load torch, matplotlib and MLflow
+_EXPORTS = {
+    "build": ("ReportSetup", "describe_student", "machine_info", "make_report", "write_plots"),
+    "cli": ("build_parser", "main"),
+    "markdown": ("render_markdown",),
+    "plots": ("PLOTS", "plot_schedules", "plot_search", "plot_test_scores", "plot_val_curves"),
+    "reruns": ("CONTROL", "RerunJob", "rerun", "run_reruns"),
+    "results": ("analyse", "config_changes", "schedule_curves", "search_trace"),
+    "stats": (
+        "ALPHA",
+        "BASELINE",
+        "CONFIDENCE",
+        "FINETUNE",
+        "compare",
+        "describe",
+        "format_p",
+        "overall_verdict",
+        "short_verdict",
+        "verdict",
+    ),
+    "students": ("STUDENT_JSON", "WEIGHTS_FILE", "load_student", "save_student", "student_spec"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    """``ckd_tune.report.NAME``: imports the module that defines ``NAME`` on first use."""
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

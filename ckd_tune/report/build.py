@@ -1,6 +1,7 @@
 """Orchestration: :func:`make_report` re-runs every best configuration over the seeds, analyses,
 plots and writes ``report.md``, ``results.json``, the PNGs and the best students, and logs them to
-MLflow; :func:`build_report` calls it at the end of ``ckd_tune.search``. Also the MLflow reads and
+MLflow; the search CLI (:func:`ckd_tune.search.cli.report_setup`) and the report CLI each build its
+:class:`ReportSetup`. Also the MLflow reads and
 writes around it and the description of the student and the machine."""
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class ReportSetup:
-    """What a report needs besides the bench and the summaries (built from a Plan or from MLflow)."""
+    """What a report needs besides the bench and the summaries: the sweep, its budget and the
+    resources of a re-run (built from the search's plan, or from what the sweep recorded in MLflow)."""
 
     sweep: str
     report_dir: Path
@@ -67,37 +69,6 @@ def space_ranges(space: Any) -> list[dict[str, Any]]:
         for p in space.params
         if p.type != "categorical"
     ]
-
-
-def build_report(
-    plan: Any,
-    prepared: PreparedBench,
-    summaries: Sequence[Any],
-    client: Any,
-    experiment_id: str,
-    summary_run: str | None,
-) -> dict[str, Any]:
-    """The report at the end of ``ckd_tune.search`` (a :class:`ckd_tune.search.Plan`); see make_report."""
-    args = plan.args
-    setup = ReportSetup(
-        sweep=plan.sweep,
-        report_dir=Path(plan.sweep_dir) / "report",
-        seed=int(args.seed),
-        seeds=int(plan.seeds),
-        epochs=int(plan.epochs),
-        profile=args.profile,
-        num_samples=plan.num_samples,
-        searcher=getattr(args, "searcher", None),
-        scheduler=getattr(args, "scheduler", None),
-        experiment_id=experiment_id,
-        summary_run=summary_run,
-        tracking_uri=plan.tracking_uri,
-        device=plan.request.device,
-        cpus_per_run=float(args.cpus_per_trial),
-        gpus_per_run=float(args.gpus_per_trial or 0.0),
-        spaces={m: space_ranges(space) for m, space in plan.spaces.items()},
-    )
-    return make_report(setup, prepared, summaries, client)
 
 
 class _Collector:
@@ -145,7 +116,7 @@ def make_report(
 ) -> dict[str, Any]:
     """Re-run, analyse, plot and write ``report.md``, ``results.json`` and the PNGs; return the results.
 
-    ``summaries``: :class:`ckd_tune.search.MethodSummary` objects (or their dicts). ``client``: an
+    ``summaries``: :class:`ckd_tune.search.summary.MethodSummary` objects (or their dicts). ``client``: an
     ``MlflowClient`` (with ``setup.experiment_id``) to log re-runs into and to read the trial runs
     from; ``None`` skips MLflow.
     """

@@ -13,14 +13,14 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from ckd_tune.errors import UserInputError
-from ckd_tune.report.build import ReportSetup, make_report
 from ckd_tune.report.formatting import redact_uri
+from ckd_tune.search.plan import default_gpus, trial_device
+from ckd_tune.search.summary import MethodSummary
 
 if TYPE_CHECKING:
     from ckd_tune.benches import PreparedBench
+    from ckd_tune.report.build import ReportSetup
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,10 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         client, experiment_id, run = _find_summary_run(args)
         sweep_info = _sweep_info(client, run)
-        setup, prepared, summaries = _prepare(args, sweep_info, experiment_id, run.info.run_id)
+        setup, prepared, summaries = _prepare(
+            args, sweep_info, experiment_id, run.info.run_id, client.tracking_uri
+        )
     except UserInputError as err:
         print(f"ckd_tune.report: error: {err}", file=sys.stderr)
         return 2
+    from ckd_tune.report.build import make_report
+
     started_ray = False
     if not args.no_ray:
         import ray
@@ -91,18 +95,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _find_summary_run(args: argparse.Namespace) -> tuple[Any, str, Any]:
-    from mlflow.tracking import MlflowClient
-
-    from ckd_tune.tracking import ROLE_SUMMARY, credentials_to_env, default_tracking_uri
-
+    """The ``MlflowClient`` (its ``tracking_uri`` without credentials), the experiment's id and
+    the sweep's summary run; UserInputError if any is missing."""
     if args.seeds is not None and args.seeds < 1:
         raise UserInputError(f"--seeds: must be >= 1, got {args.seeds}")
+    from mlflow.tracking import MlflowClient
+
+    from ckd_tune.tracking import ROLE_SUMMARY
+    from ckd_tune.tracking_uri import credentials_to_env, default_tracking_uri
+
     uri = credentials_to_env(args.tracking_uri or default_tracking_uri(Path.cwd()))
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
         raise UserInputError(
             f"--tracking-uri: no MLflow database at {uri.removeprefix('sqlite:///')}"
         )
-    args.tracking_uri = uri
     client = MlflowClient(uri)
     try:
         experiment = client.get_experiment_by_name(args.experiment)
@@ -133,7 +139,8 @@ def _find_summary_run(args: argparse.Namespace) -> tuple[Any, str, Any]:
 
 
 def _sweep_info(client: Any, run: Any) -> dict[str, Any]:
-    """The bench request and method summaries recorded by ``ckd_tune.search.write_summary``."""
+    """The bench request and method summaries recorded by
+    :func:`ckd_tune.search.summary.write_summary`."""
     run_id = run.info.run_id
     try:
         found = any(a.path == "summary.json" for a in client.list_artifacts(run_id))
@@ -173,22 +180,24 @@ def _sweep_info(client: Any, run: Any) -> dict[str, Any]:
 
 
 def _prepare(
-    args: argparse.Namespace, info: dict[str, Any], experiment_id: str, summary_run: str
-) -> tuple[ReportSetup, PreparedBench, list[Any]]:
+    args: argparse.Namespace,
+    info: dict[str, Any],
+    experiment_id: str,
+    summary_run: str,
+    tracking_uri: str,
+) -> tuple[ReportSetup, PreparedBench, list[MethodSummary]]:
     from ckd_tune.benches import BenchRequest, get_bench
-    from ckd_tune.search import MethodSummary
+    from ckd_tune.report.build import ReportSetup
 
     req = info["request"]
     bench = get_bench(req["bench"])
     if req["profile"] not in bench.profiles:
         raise UserInputError(f"--sweep: unknown profile {req['profile']!r} for bench {bench.name}")
     profile = bench.profiles[req["profile"]]
-    gpus = args.gpus_per_run
-    if gpus is None:
-        gpus = 0.5 if torch.cuda.is_available() else 0.0
+    gpus = default_gpus() if args.gpus_per_run is None else args.gpus_per_run
     if args.cpus_per_run <= 0 or gpus < 0:
         raise UserInputError("--cpus-per-run must be > 0 and --gpus-per-run >= 0")
-    device = "cuda" if gpus > 0 and torch.cuda.is_available() else "cpu"
+    device = trial_device(gpus)
     data_dir = args.data_dir or (Path(req["data_dir"]) if req.get("data_dir") else None)
     if data_dir is not None and not Path(data_dir).is_dir():
         raise UserInputError(f"--data-dir: {data_dir} is not a directory")
@@ -233,7 +242,7 @@ def _prepare(
         scheduler=req.get("scheduler"),
         experiment_id=experiment_id,
         summary_run=summary_run,
-        tracking_uri=args.tracking_uri,
+        tracking_uri=tracking_uri,
         device=device,
         cpus_per_run=args.cpus_per_run,
         gpus_per_run=gpus,

@@ -1,11 +1,20 @@
-"""Small text helpers that several report modules share: a signed number, a seed list, a
-tracking URI without credentials, a path as a report shows it. The helpers that only one module
-needs live next to it."""
+"""Small text helpers that several modules share (the report's and the search's console table):
+a config value, a signed number, a seed list, a tracking URI without credentials, a path as a
+report shows it. The helpers that only one module needs live next to it."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+
+def fmt_value(value: Any) -> str:
+    """A config value as tables show it: a finite float to 3 significant digits, else ``str``."""
+    if isinstance(value, float):
+        return f"{value:.3g}" if math.isfinite(value) else str(value)
+    return str(value)
 
 
 def signed(x: float | None, digits: int = 4) -> str:
@@ -29,7 +38,7 @@ def redact_uri(uri: str | None) -> str | None:
     """The tracking URI without credentials; a local sqlite file as :func:`shown_path` shows it."""
     if uri is None:
         return None
-    from ckd_tune.tracking import redact
+    from ckd_tune.tracking_uri import redact
 
     if uri.startswith("sqlite:///"):
         return "sqlite:///" + shown_path(uri.removeprefix("sqlite:///"))

@@ -3,11 +3,10 @@ number and cell formatting helpers that only the report's tables use."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
-from ckd_tune.report.formatting import seed_list, signed
+from ckd_tune.report.formatting import fmt_value, seed_list, signed
 from ckd_tune.report.stats import format_p, short_verdict
 from ckd_tune.report.students import STUDENT_JSON, WEIGHTS_FILE
 
@@ -81,7 +80,9 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         lines += ["| split | examples | mean words per example |", "|---|---|---|"]
         for name, info in splits.items():
             words = info.get("mean_words")
-            lines.append(f"| {name} | {info['size']} | {'-' if words is None else f'{words:.1f}'} |")
+            lines.append(
+                f"| {name} | {info['size']} | {'-' if words is None else f'{words:.1f}'} |"
+            )
         lines.append("")
 
     lines += ["## Results", ""]
@@ -145,7 +146,7 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         if m["status"] == "failed":
             lines.append(f"- **{name}**: FAILED, no configuration")
         else:
-            changes = ", ".join(f"`{k}={_fmt(v)}`" for k, v in m["config_changes"].items())
+            changes = ", ".join(f"`{k}={fmt_value(v)}`" for k, v in m["config_changes"].items())
             lines.append(f"- **{name}**: {changes or 'the defaults'}")
     lines.append("")
 
@@ -161,7 +162,10 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         "(points). See docs/protocol.md.",
         "",
     ]
-    for ref, title in ((vs_base, None), (vs_ft, f"Gain from distillation (vs {finetune}, plain fine-tuning)")):
+    for ref, title in (
+        (vs_base, None),
+        (vs_ft, f"Gain from distillation (vs {finetune}, plain fine-tuning)"),
+    ):
         if not ref:
             continue
         if title:
@@ -189,8 +193,8 @@ def render_markdown(results: Mapping[str, Any]) -> str:
     if flags:
         lines += ["### Search ranges to widen", ""]
         lines += [
-            f"- **{n}**: `{f['param']}` = {_fmt(f['value'])} lies within 5% of the {f['bound']} "
-            f"bound of its range [{_fmt(f['low'])}, {_fmt(f['high'])}]: widen the range."
+            f"- **{n}**: `{f['param']}` = {fmt_value(f['value'])} lies within 5% of the {f['bound']} "
+            f"bound of its range [{fmt_value(f['low'])}, {fmt_value(f['high'])}]: widen the range."
             for n, fs in flags.items()
             for f in fs
         ]
@@ -302,9 +306,3 @@ def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.3g}" if math.isfinite(value) else str(value)
-    return str(value)

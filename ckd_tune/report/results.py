@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ckd_tune.config import TrainConfig
-from ckd_tune.methods import METHODS, progress
+from ckd_tune.methods import METHODS
 from ckd_tune.report.formatting import signed
 from ckd_tune.report.paper import paper_effect
 from ckd_tune.report.reruns import CONTROL
@@ -67,7 +67,7 @@ def search_trace(trials: Sequence[Sequence[tuple[float, int, float]]]) -> list[l
 def schedule_curves(
     configs: Mapping[str, Mapping[str, Any]], points: int = 201
 ) -> dict[str, dict[str, list[float]]]:
-    """``METHODS[m].schedule(config, p)`` on a progress grid for each method's flat config.
+    """The method's ``schedule(progress)`` on a progress grid for each method's flat config.
 
     Methods without a schedule (``none``, ``kd``) are left out. Returns
     ``{method: {"progress": [...], "psi": [...], "phi": [...], "T": [...]}}``.
@@ -78,7 +78,8 @@ def schedule_curves(
         if not flat or method not in METHODS:
             continue
         config = TrainConfig.from_flat({**flat, "method": method})
-        values = [METHODS[method].schedule(config, progress(config, float(p))) for p in grid]
+        scheduled = config.build_method()
+        values = [scheduled.schedule(config.progress(float(p))) for p in grid]
         keys = sorted(set().union(*(v.keys() for v in values)))
         if not keys:
             continue
@@ -139,7 +140,7 @@ def analyse(
     """Per-method statistics, comparisons to ``baseline`` and ``finetune``, the positive control
     and the verdict.
 
-    ``summaries`` are :class:`ckd_tune.search.MethodSummary` dicts; ``reruns[arm]`` the re-run
+    ``summaries`` are :class:`ckd_tune.search.summary.MethodSummary` dicts; ``reruns[arm]`` the re-run
     records (``seed``, ``status`` ``"ok"``/``"failed"``, ``test_score``, ``val_score``,
     ``test_predictions``, ...), including the positive control's arm :data:`CONTROL`.
     A method whose search failed gets status ``"failed"`` (shown as FAILED), one whose re-runs all

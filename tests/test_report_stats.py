@@ -1,5 +1,6 @@
-"""The test-set-aware statistics of ckd_tune.report.stats: weighted metrics, the paired bootstrap
-over seeds x test examples, Holm's correction and minimum detectable differences."""
+"""The statistics of :mod:`ckd_tune.report.stats`: describe / compare / verdicts on known
+numbers, and the test-set-aware part: weighted metrics, the paired bootstrap over seeds x test
+examples, Holm's correction and minimum detectable differences."""
 
 from __future__ import annotations
 
@@ -14,13 +15,127 @@ from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 from ckd_tune.report.stats import (
     compare,
+    describe,
     holm,
     mde,
     metric_scores,
+    overall_verdict,
     paired_bootstrap,
     seed_mde,
     seeds_needed,
+    short_verdict,
+    verdict,
 )
+
+# ------------------------------------------------------------------ statistics on known inputs
+
+
+def test_describe_matches_the_t_interval_by_hand():
+    d = describe([1.0, 2.0, 3.0])
+    assert d["n"] == 3 and d["mean"] == pytest.approx(2.0) and d["std"] == pytest.approx(1.0)
+    half = 4.303 * 1.0 / math.sqrt(3)  # t_{0.975, 2} = 4.303 (printed tables)
+    assert d["ci_low"] == pytest.approx(2.0 - half, abs=1e-3)
+    assert d["ci_high"] == pytest.approx(2.0 + half, abs=1e-3)
+    five = describe([0.5, 0.7, 0.6, 0.8, 0.4])  # t_{0.975, 4} = 2.776, std = sqrt(0.025)
+    assert five["ci_high"] - five["mean"] == pytest.approx(2.776 * math.sqrt(0.025 / 5), abs=1e-3)
+
+
+def test_describe_small_and_constant_samples():
+    one = describe([0.7])
+    assert one["mean"] == 0.7 and one["std"] is None and one["ci_low"] is None
+    assert describe([])["mean"] is None
+    flat = describe([0.5, 0.5, 0.5])
+    assert flat["std"] == 0.0 and flat["ci_low"] == flat["ci_high"] == 0.5
+
+
+def test_compare_paired_and_welch_match_hand_computations():
+    a = {0: 0.80, 1: 0.82, 2: 0.84}
+    b = {0: 0.78, 1: 0.79, 2: 0.80}
+    c = compare(a, b, name="ckd")
+    # paired: differences 0.02, 0.03, 0.04 -> mean 0.03, sd 0.01, t = 0.03 / (0.01 / sqrt 3)
+    t = 0.03 / (0.01 / math.sqrt(3))
+    assert c["t_paired"] == pytest.approx(t)
+    # two-sided p for df = 2 in closed form: p = 1 - t / sqrt(2 + t^2)
+    assert c["p_paired"] == pytest.approx(1 - t / math.sqrt(2 + t * t), rel=1e-6)
+    assert c["p_paired"] == pytest.approx(0.0351, abs=1e-4)
+    assert c["mean_diff"] == pytest.approx(0.03)
+    assert c["ci_low"] == pytest.approx(0.03 - 4.303 * 0.01 / math.sqrt(3), abs=1e-4)
+    assert c["ci_high"] == pytest.approx(0.03 + 4.303 * 0.01 / math.sqrt(3), abs=1e-4)
+    # Welch: variances 4e-4 and 1e-4, Welch-Satterthwaite df
+    va, vb, n = 4e-4 / 3, 1e-4 / 3, 3
+    tw = 0.03 / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va**2 / (n - 1) + vb**2 / (n - 1))
+    assert df == pytest.approx(2.941, abs=1e-3)
+    assert c["t_welch"] == pytest.approx(tw)
+    assert c["p_welch"] == pytest.approx(2 * stats.t.sf(tw, df), rel=1e-6)
+    # paired p < 0.05 but Welch p = 0.104: the report must not call this a win
+    assert c["testable"] and not c["significant"]
+    text = verdict(c, "accuracy")
+    assert text.startswith("no significant difference between ckd and kd")
+    assert "Welch's test does not confirm it" in text
+    assert "significantly better" not in text
+
+
+def test_verdict_clear_win_and_clear_loss():
+    good = {s: v for s, v in enumerate([0.90, 0.91, 0.92, 0.905, 0.915])}
+    base = {s: v for s, v in enumerate([0.80, 0.805, 0.81, 0.79, 0.80])}
+    win = compare(good, base, name="ckd")
+    assert win["significant"] and win["direction"] == "better"
+    assert win["p_paired"] < 0.001 and win["p_welch"] < 0.001 and win["ci_low"] > 0
+    assert verdict(win, "accuracy").startswith("ckd is significantly better than kd: +0.1")
+    loss = compare(base, good, name="none")
+    assert loss["significant"] and loss["direction"] == "worse"
+    text = verdict(loss, "accuracy")
+    assert text.startswith("none is significantly worse than kd: -0.1") and "better" not in text
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ([0.80, 0.85, 0.78], [0.81, 0.79, 0.83]),  # overlapping, CI spans 0
+        ([0.81, 0.80, 0.83], [0.80, 0.81, 0.80]),  # a small loss on one seed, small wins elsewhere
+    ],
+)
+def test_verdict_overlapping_scores_is_no_significant_difference(a, b):
+    c = compare(dict(enumerate(a)), dict(enumerate(b)), name="ckd")
+    assert not c["significant"] and c["ci_low"] < 0 < c["ci_high"]
+    text = verdict(c, "accuracy")
+    assert text.startswith("no significant difference between ckd and kd")
+    assert "does not separate" in text
+    assert short_verdict(c) == "no significant difference"
+
+
+def test_verdict_with_fewer_than_two_seeds_says_the_test_cannot_be_done():
+    c = compare({0: 0.9}, {0: 0.8}, name="ckd")
+    assert not c["testable"] and c["p_paired"] is None and c["p_welch"] is None
+    assert c["mean_diff"] == pytest.approx(0.1)
+    assert "the test cannot be done with 1 paired seed(s)" in verdict(c)
+    assert short_verdict(c) == "not testable (n < 2)"
+
+
+def test_identical_scores_are_no_significant_difference():
+    c = compare({0: 0.8, 1: 0.8}, {0: 0.8, 1: 0.8}, name="ckd")
+    assert not c["significant"]
+    assert verdict(c).startswith("no significant difference")
+
+
+def test_overall_verdict_names_the_winner_only_when_significant():
+    win = compare(dict(enumerate([0.9, 0.91, 0.92])), dict(enumerate([0.8, 0.8, 0.81])), name="ckd")
+    tie = compare(dict(enumerate([0.8, 0.85, 0.78])), dict(enumerate([0.81, 0.79, 0.83])))
+    statuses = {"ckd": "ok", "kd": "ok", "none": "ok", "annealing_kd": "failed"}
+    text = overall_verdict({"ckd": win, "none": tie}, statuses)
+    assert text.startswith("ckd is significantly better than vanilla KD (kd)")
+    assert "For none: no significant difference." in text
+    assert "annealing_kd failed" in text
+    text = overall_verdict({"ckd": tie, "none": tie}, statuses)
+    assert text.startswith("No method is significantly better than vanilla KD (kd)")
+    one = compare({0: 0.9}, {0: 0.8}, name="ckd")
+    text = overall_verdict({"ckd": one}, {"ckd": "ok", "kd": "ok"})
+    assert text.startswith("The comparison with vanilla KD (kd) cannot be tested")
+    assert "(kd) failed in the search" in overall_verdict({}, {**statuses, "kd": "failed"})
+    assert "(kd) has no successful re-run" in overall_verdict({}, {"kd": "reruns_failed"})
+    assert "not part of this sweep" in overall_verdict({}, {"ckd": "ok"})
+
 
 # --------------------------------------------------------------------------------------------
 # metric_scores against sklearn / scipy on the data expanded by the weights

@@ -1,0 +1,182 @@
+"""The checks of the search CLI's flags and the validated :class:`Plan` they produce.
+
+:func:`make_plan` checks in two steps so that the common mistakes answer at once: first what the
+flags alone decide (numbers, paths, sweep name, tracking server), with nothing heavy imported;
+then what needs the bench and method registries and the YAML spaces.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ckd_tune.errors import UserInputError
+from ckd_tune.tracking_uri import check_tracking_uri, credentials_to_env, default_tracking_uri
+
+if TYPE_CHECKING:
+    from ckd_tune.benches import BenchRequest
+    from ckd_tune.spaces import SearchSpace
+
+
+@dataclass
+class Plan:
+    """A validated sweep: everything decided before anything expensive starts.
+
+    ``args`` are the parsed flags as given; the values resolved from them (``gpus_per_trial``,
+    ``num_samples``, ``epochs``, ``seeds``, ...) are fields of their own: read those.
+    """
+
+    args: argparse.Namespace
+    request: BenchRequest
+    methods: list[str]
+    spaces: dict[str, SearchSpace]
+    sweep: str
+    sweep_dir: Path
+    storage: str
+    tracking_uri: str
+    num_samples: int
+    epochs: int
+    seeds: int
+    cpus_per_trial: float
+    gpus_per_trial: float
+
+
+def default_gpus() -> float:
+    """GPUs per trial (or re-run) when none are asked for: 0.5 with a GPU, else 0."""
+    import torch
+
+    return 0.5 if torch.cuda.is_available() else 0.0
+
+
+def trial_device(gpus: float) -> str:
+    """``"cuda"`` when ``gpus`` > 0 and a GPU is there, else ``"cpu"``."""
+    import torch
+
+    return "cuda" if gpus > 0 and torch.cuda.is_available() else "cpu"
+
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    """Validate the flags, spaces, data and tracking server; raise UserInputError on bad input."""
+    tracking_uri = check_flags(args)
+    # the registries and spaces import torch and Optuna: only once the flags alone are good
+    from ckd_tune import cache
+    from ckd_tune.benches import BenchRequest, get_bench
+    from ckd_tune.methods import get_method
+    from ckd_tune.spaces import default_space_path, load_space
+
+    bench = get_bench(args.bench)
+    task = args.task or bench.default_task
+    if task not in bench.tasks:
+        raise UserInputError(
+            f"--task: unknown task {task!r} for bench {bench.name}; choose from {list(bench.tasks)}"
+        )
+    methods = method_list(args.methods)
+    for method in methods:
+        get_method(method)
+    if args.profile not in bench.profiles:
+        raise UserInputError(
+            f"--profile: {args.profile!r} is not a {bench.name} profile; "
+            f"choose from {sorted(bench.profiles)}"
+        )
+    spaces = {
+        m: load_space(default_space_path(m, args.space_dir), bench=bench.space_key) for m in methods
+    }
+    data_dir = args.data_dir or bench.default_data_dir()
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise UserInputError(f"--data-dir: {data_dir} is not a directory")
+    if data_dir is not None and not any(Path(data_dir).iterdir()):
+        raise UserInputError(
+            f"--data-dir: {data_dir} is empty; point it at the {bench.name} data "
+            "(see --help), or leave it out to download"
+        )
+    profile = bench.profiles[args.profile]
+    gpus = default_gpus() if args.gpus_per_trial is None else args.gpus_per_trial
+    request = BenchRequest(
+        bench=bench.name,
+        task=task,
+        profile=args.profile,
+        data_dir=Path(data_dir) if data_dir else None,
+        teacher=args.teacher,
+        student=args.student,
+        cache_dir=(args.cache_dir or cache.default_cache_dir()).expanduser(),
+        device=trial_device(gpus),
+        num_threads=max(1, int(args.cpus_per_trial)),
+    )
+    output = args.output.expanduser().resolve()
+    sweep = sweep_name(args, output, task)
+    sweep_dir = output / sweep
+    return Plan(
+        args=args,
+        request=request,
+        methods=methods,
+        spaces=spaces,
+        sweep=sweep,
+        sweep_dir=sweep_dir,
+        storage=args.storage_path or str(sweep_dir / "ray"),
+        tracking_uri=tracking_uri,
+        num_samples=args.num_samples or profile.num_samples,
+        epochs=args.max_epochs or profile.epochs,
+        seeds=args.seeds or profile.seeds,
+        cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=gpus,
+    )
+
+
+def check_flags(args: argparse.Namespace) -> str:
+    """The checks the flags alone decide (no registry, no torch); returns the tracking URI.
+
+    The URI's ``user:password@`` moves to MLflow's environment variables: never printed or saved.
+    """
+    method_list(args.methods)
+    for name in ("num_samples", "max_epochs", "seeds", "max_concurrent"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UserInputError(f"--{name.replace('_', '-')}: must be >= 1, got {value}")
+    if args.cpus_per_trial <= 0:
+        raise UserInputError(f"--cpus-per-trial: must be > 0, got {args.cpus_per_trial}")
+    if args.gpus_per_trial is not None and args.gpus_per_trial < 0:
+        raise UserInputError(f"--gpus-per-trial: must be >= 0, got {args.gpus_per_trial}")
+    if args.data_dir is not None and not Path(args.data_dir).is_dir():
+        raise UserInputError(f"--data-dir: {args.data_dir} is not a directory")
+    for flag in ("teacher", "student"):
+        model = getattr(args, flag)
+        if model and model.startswith((".", "/", "~")) and not Path(model).expanduser().exists():
+            raise UserInputError(
+                f"--{flag}: {model} does not exist; give an existing model directory or a hub id"
+                + (", or leave --teacher out to fine-tune one" if flag == "teacher" else "")
+            )
+    if args.sweep and ("/" in args.sweep or args.sweep.startswith(".")):
+        raise UserInputError(f"--sweep: {args.sweep!r} must be a plain name")
+    tracking_uri = credentials_to_env(args.tracking_uri or default_tracking_uri(Path.cwd()))
+    check_tracking_uri(tracking_uri)
+    return tracking_uri
+
+
+def method_list(methods: str) -> list[str]:
+    """``--methods`` split at commas; UserInputError if empty or a method is listed twice."""
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    if not names:
+        raise UserInputError("--methods: give at least one method")
+    if len(set(names)) != len(names):
+        raise UserInputError(f"--methods: a method is listed twice: {methods}")
+    return names
+
+
+def sweep_name(args: argparse.Namespace, output: Path, task: str) -> str:
+    """``--sweep``, the latest sweep of this bench/task/profile (``--resume``), or a new name."""
+    prefix = f"{args.bench}-{task}-{args.profile}"
+    if args.sweep:
+        if args.resume and not (output / args.sweep / "sweep.json").is_file():
+            raise UserInputError(f"--resume: no sweep {args.sweep!r} under {output}")
+        return args.sweep
+    if args.resume:
+        found = sorted(output.glob(f"{prefix}-*/sweep.json"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise UserInputError(
+                f"--resume: no earlier {prefix} sweep under {output}; run without --resume"
+            )
+        return found[-1].parent.name
+    return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"

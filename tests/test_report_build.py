@@ -1,0 +1,128 @@
+"""The report built end to end over the synthetic bench (:func:`ckd_tune.report.build.make_report`):
+its files and sections, results.json, the re-runs and artifacts in MLflow, the saved students."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from ckd_tune import report
+from ckd_tune.report import (
+    load_student,
+)
+from ckd_tune.train import evaluate
+from tests.conftest import TinyNet
+from tests.report_support import (
+    METHODS,
+    PNG,
+    SECTIONS,
+    built_fixture,  # noqa: F401  (the built fixture)
+)
+
+
+def test_report_files_sections_and_methods(built):
+    files = ["report.md", "results.json", *report.PLOTS.values()]
+    for name in files:
+        assert (built.dir / name).is_file(), name
+    for name in report.PLOTS.values():
+        assert (built.dir / name).read_bytes()[:8] == PNG
+    md = (built.dir / "report.md").read_text()
+    for heading in SECTIONS:
+        assert heading in md
+    for method in METHODS:
+        assert f"| {method} |" in md
+    for name in report.PLOTS.values():
+        assert f"]({name})" in md
+    assert "| annealing_kd | **FAILED**" in md
+    assert "none: seeds 2" in md  # the failed re-run is reported, not hidden
+    assert "| teacher |" in md and "synthetic teacher" in md
+    assert "load_student(" in md and "**Verdict:**" in md
+    assert f"**Verdict:** {built.results['verdict']}" in md  # the analysis's, not a stock phrase
+
+
+def test_results_json_is_complete(built):
+    results = json.loads((built.dir / "results.json").read_text())
+    methods = results["methods"]
+    assert list(methods) == list(METHODS)
+    assert methods["annealing_kd"]["status"] == "failed"
+    assert methods["annealing_kd"]["seeds"] == [] and methods["annealing_kd"]["model"] is None
+    for name in ("ckd", "kd", "none"):
+        m = methods[name]
+        assert m["status"] == "ok"
+        assert [r["seed"] for r in m["seeds"]] == [1, 2, 3]  # the same seeds for every method
+        assert m["test"]["n"] == (2 if name == "none" else 3)
+        assert m["test"]["ci_low"] < m["test"]["mean"] < m["test"]["ci_high"]
+        assert all(len(r["history"]) == 3 for r in m["seeds"] if r["status"] == "ok")
+        assert 0.0 <= m["test"]["mean"] <= 1.0
+        assert m["search"]["trials"] == 3 and m["search"]["trial_epochs"] == 7
+    assert methods["ckd"]["config_changes"]["lr"] == 2e-2  # against the bench's base config
+    assert set(results["comparisons"]["kd"]) == {"ckd", "none"}
+    assert set(results["comparisons"]["none"]) == {"ckd", "kd"}
+    assert all("verdict" in c for c in results["comparisons"]["kd"].values())
+    assert results["teacher"]["test"] == built.prepared.teacher.metrics["test"]["accuracy"]
+    assert (
+        methods["none"]["failed_seeds"] == [2] and methods["none"]["seeds"][1]["status"] == "failed"
+    )
+    assert results["comparisons"]["kd"]["none"]["n_paired"] == 2  # paired over the common seeds
+    assert results["setup"]["search_seed"] == 0  # the re-runs never replay the search's seed
+    assert results["setup"]["seeds"] == [1, 2, 3] and results["setup"]["student"].startswith(
+        "TinyNet"
+    )
+    assert set(results["schedules"]) == {"ckd"}
+    traces = results["search_traces"]
+    assert set(traces) == set(METHODS)
+    for m, method in enumerate(METHODS):
+        trace = traces[method]
+        assert [p[0] for p in trace] == list(range(1, 7))  # 3 trials x 2 epochs
+        ys = [p[1] for p in trace]
+        assert ys == sorted(ys) and ys[-1] == pytest.approx(0.72 + 0.02 * m)
+
+
+def test_reruns_and_artifacts_are_in_mlflow(built):
+    runs = built.client.search_runs(
+        [built.experiment_id], f"tags.role = 'rerun' and tags.sweep = '{built.sweep}'"
+    )
+    assert len(runs) == 12  # 3 methods x 3 seeds + the positive control's 3
+    assert {(r.data.tags["arm"], r.data.tags["seed"]) for r in runs} == {
+        (m, s) for m in ("ckd", "kd", "none", report.CONTROL) for s in ("1", "2", "3")
+    }
+    failed = [r for r in runs if r.info.status == "FAILED"]
+    assert [(r.data.tags["arm"], r.data.tags["seed"]) for r in failed] == [("none", "2")]
+    assert "nan" in failed[0].data.tags["failure_reason"]
+    for r in runs:
+        if r in failed:
+            continue
+        assert r.info.status == "FINISHED"
+        assert r.data.tags["bench"] == "points" and r.data.tags["task"] == "points"
+        assert {"test_accuracy", "test_score", "val_score"} <= set(r.data.metrics)
+        history = built.client.get_metric_history(r.info.run_id, "val_score")
+        assert sorted(m.step for m in history) == [1, 2, 3]
+    artifacts = {a.path for a in built.client.list_artifacts(built.summary_run, "report")}
+    assert {
+        f"report/{n}" for n in ["report.md", "results.json", *report.PLOTS.values()]
+    } <= artifacts
+    summary = built.client.get_run(built.summary_run).data.metrics
+    assert summary["ckd.test_mean"] == built.results["methods"]["ckd"]["test"]["mean"]
+    assert summary["none.test_seeds"] == 2 and "annealing_kd.test_mean" not in summary
+    assert "ckd.vs_kd.p_paired" in summary
+
+
+def test_saved_students_load_with_one_call(built):
+    data = built.prepared.data
+    for method in ("ckd", "kd", "none"):
+        info = built.results["methods"][method]["model"]
+        seeds = built.results["methods"][method]["seeds"]
+        assert info["val_score"] == max(r.get("val_score", 0) for r in seeds)  # by validation
+        path = Path(info["path"])
+        assert path == built.dir / "models" / method
+        model = load_student(path)
+        assert isinstance(model, TinyNet) and not model.training
+        saved = torch.load(path / "model.pt", weights_only=True)
+        for key, value in model.state_dict().items():
+            assert torch.equal(value, saved[key])
+        assert evaluate(model, data, "test")["accuracy"] == info["test_score"]
+        meta = json.loads((path / "student.json").read_text())
+        assert meta["format"] == "torch" and meta["method"] == method

@@ -1,0 +1,36 @@
+"""The validated plan of a sweep (:mod:`ckd_tune.search.plan`): values resolved from the flags
+without rewriting them."""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
+
+from search_support import sweep_args  # noqa: E402
+
+from ckd_tune.benches import BENCHES  # noqa: E402
+from ckd_tune.search.cli import build_parser  # noqa: E402
+from ckd_tune.search.plan import default_gpus, make_plan  # noqa: E402
+
+
+def test_the_plan_resolves_defaults_and_leaves_the_flags_as_given(tmp_path, glue_dir):
+    argv = sweep_args(tmp_path / "runs", f"sqlite:///{tmp_path / 'm.db'}", tmp_path, glue_dir)
+    args = build_parser().parse_args([*argv, "--methods", "kd,none", "--cpus-per-trial", "2"])
+    given = copy.deepcopy(vars(args))
+    plan = make_plan(args)
+    assert vars(args) == given  # no flag rewritten (gpus_per_trial stays None)
+    assert plan.gpus_per_trial == default_gpus() and plan.cpus_per_trial == 2.0
+    assert plan.request.num_threads == 2 and plan.request.device in ("cpu", "cuda")
+    smoke = BENCHES["glue"].profiles["smoke"]  # the budget comes from the profile
+    assert (plan.num_samples, plan.epochs, plan.seeds) == (
+        smoke.num_samples,
+        smoke.epochs,
+        smoke.seeds,
+    )
+    assert plan.methods == ["kd", "none"]
+    assert plan.sweep.startswith("glue-sst2-smoke-") and plan.storage == str(plan.sweep_dir / "ray")

@@ -1,0 +1,78 @@
+"""The Ray Tune trainable (:mod:`ckd_tune.trainable`) on the synthetic bench, with Ray Tune's
+session faked: every epoch's checkpoint loads with ``torch.load(weights_only=True)``, and a trial
+restarted from a checkpoint continues from it to the same result as an uninterrupted one."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from ray.tune import Checkpoint
+
+from ckd_tune import trainable
+from ckd_tune.trainable import STATE_FILE, run_trial
+from tests.synthetic_bench import make_prepared
+
+
+class Crash(Exception):
+    """What the fake session raises to kill a trial after a number of epochs."""
+
+
+class FakeTune:
+    """The part of ``ray.tune`` the trainable uses: its trial directory, the checkpoint to resume
+    from, and ``report``, which keeps a copy of every checkpoint (Ray's would upload it)."""
+
+    def __init__(self, trial_dir: Path, resume_from: Path | None = None, crash_after: int = 0):
+        self.trial_dir, self.resume_from, self.crash_after = trial_dir, resume_from, crash_after
+        self.reported: list[dict] = []
+        self.checkpoints: list[Path] = []
+        trial_dir.mkdir(parents=True, exist_ok=True)
+
+    def get_context(self) -> SimpleNamespace:
+        return SimpleNamespace(get_trial_dir=lambda: str(self.trial_dir))
+
+    def get_checkpoint(self) -> Checkpoint | None:
+        return None if self.resume_from is None else Checkpoint.from_directory(self.resume_from)
+
+    def report(self, metrics: dict, checkpoint: Checkpoint) -> None:
+        kept = self.trial_dir / f"checkpoint_{len(self.reported)}"
+        shutil.copytree(checkpoint.path, kept)
+        self.reported.append(dict(metrics))
+        self.checkpoints.append(kept)
+        if self.crash_after and len(self.reported) == self.crash_after:
+            raise Crash
+
+
+def run(monkeypatch: pytest.MonkeyPatch, fake: FakeTune) -> FakeTune:
+    """``run_trial`` on the synthetic bench under ``fake``, crashing where it says."""
+    monkeypatch.setattr(trainable, "tune", fake)
+    if fake.crash_after:
+        with pytest.raises(Crash):
+            run_trial({}, make_prepared())
+    else:
+        run_trial({}, make_prepared())
+    return fake
+
+
+def test_checkpoints_load_with_weights_only_and_a_resume_continues(tmp_path, monkeypatch):
+    full = run(monkeypatch, FakeTune(tmp_path / "full"))
+    assert [m["epoch"] for m in full.reported] == [1, 2, 3]
+
+    crashed = run(monkeypatch, FakeTune(tmp_path / "crashed", crash_after=1))
+    assert [m["epoch"] for m in crashed.reported] == [1]
+    (checkpoint,) = crashed.checkpoints
+    state = torch.load(checkpoint / STATE_FILE, map_location="cpu", weights_only=True)
+    assert state["epoch"] == 1
+
+    resumed = run(monkeypatch, FakeTune(tmp_path / "resumed", resume_from=checkpoint))
+    assert [m["epoch"] for m in resumed.reported] == [2, 3]  # not from the start again
+    # seeded per epoch: the resumed trial ends where the uninterrupted one did
+    assert resumed.reported[-1]["val_score"] == full.reported[-1]["val_score"]
+    assert resumed.reported[-1]["best_val_score"] == full.reported[-1]["best_val_score"]
+    final = torch.load(resumed.checkpoints[-1] / STATE_FILE, weights_only=True)
+    expected = torch.load(full.checkpoints[-1] / STATE_FILE, weights_only=True)
+    for name, weights in expected["model"].items():
+        torch.testing.assert_close(final["model"][name], weights)
