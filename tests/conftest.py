@@ -1,4 +1,10 @@
-"""Shared fixtures: a tiny synthetic task for loop tests, and the staged data directories."""
+"""Shared fixtures: a tiny synthetic task for loop tests, and the data directories.
+
+``glue_dir`` and ``cifar_dir`` are generated (:mod:`tests.fake_data`), so every test runs on
+any clone. Tests of the real staged data in ``../shared/data`` are marked
+``@pytest.mark.real_data("<folder>")``: they run where that folder exists and are deselected
+(not skipped) elsewhere; the suite's coverage never depends on them.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +18,36 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ckd_tune.data import TaskData
+from tests.fake_data import FakeGlue, freeze, write_glue, write_imagefolder
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "real_data(folder): a check of the staged real data in ../shared/data/<folder>; "
+        "deselected where that folder is absent",
+    )
+
+
+def _real_data_folder(item: pytest.Item) -> Path | None:
+    marker = item.get_closest_marker("real_data")
+    return None if marker is None else REAL_DATA / marker.args[0]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect the ``real_data`` checks whose folder is absent."""
+    folders = {item: _real_data_folder(item) for item in items}
+    absent = [item for item, folder in folders.items() if folder and not folder.is_dir()]
+    if absent:
+        config.hook.pytest_deselected(items=absent)
+        items[:] = [item for item in items if item not in absent]
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    state = "present" if REAL_DATA.is_dir() else "absent: real_data checks deselected"
+    return f"real data {REAL_DATA}: {state}; the suite runs on generated data"
 
 
 class _Points(Dataset):
@@ -79,8 +113,30 @@ def points_task() -> TaskData:
 
 
 @pytest.fixture(scope="session")
-def glue_dir() -> Path:
-    path = SHARED / "glue"
-    if not path.is_dir():
-        pytest.skip("staged GLUE data not found at ../shared/data/glue")
-    return path
+def fake_glue(tmp_path_factory: pytest.TempPathFactory) -> FakeGlue:
+    """The generated GLUE directory (read-only, as the staged one) and the rows it holds."""
+    glue = write_glue(tmp_path_factory.mktemp("glue"))
+    freeze(glue.root)
+    return glue
+
+
+@pytest.fixture(scope="session")
+def glue_dir(fake_glue: FakeGlue) -> Path:
+    """A GLUE directory in the official TSV layout: SST-2, CoLA, MRPC, RTE, STS-B, QNLI (dev)."""
+    return fake_glue.root
+
+
+@pytest.fixture(scope="session")
+def cifar_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A read-only CIFAR-10 ImageFolder tree of JPEGs (36 train, 8 test images per class)."""
+    root = tmp_path_factory.mktemp("cifar10")
+    write_imagefolder(root)
+    return freeze(root)
+
+
+@pytest.fixture
+def real_data_dir(request: pytest.FixtureRequest) -> Path:
+    """The staged folder named by the test's ``real_data`` marker."""
+    folder = _real_data_folder(request.node)
+    assert folder is not None, "real_data_dir needs @pytest.mark.real_data(<folder>)"
+    return folder

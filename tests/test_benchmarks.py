@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from ckd_tune.benches import GLUE_PROFILES
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # benchmarks/ is a top-level package beside ckd_tune/, not installed
@@ -17,6 +20,15 @@ from benchmarks.bench_search import Curve, compare_seed  # noqa: E402
 from benchmarks.common import MODES, Context, Target, with_overrides  # noqa: E402
 from benchmarks.run import BENCHMARKS, build_parser, main  # noqa: E402
 from benchmarks.sweeps import EpochEvent, read_events  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _glue_profiles_restored() -> Iterator[None]:
+    """A benchmark run registers its profile in ``GLUE_PROFILES``: the later tests must not see it."""
+    saved = dict(GLUE_PROFILES)
+    yield
+    GLUE_PROFILES.clear()
+    GLUE_PROFILES.update(saved)
 
 
 def test_help_lists_every_option(capsys: pytest.CaptureFixture[str]) -> None:

@@ -14,20 +14,19 @@ import torchvision
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from ckd_tune.benches import CIFAR_PROFILES
 from ckd_tune.data import TaskData
 from ckd_tune.data import cifar as cifar_mod
-from ckd_tune.data.cifar import (
-    CIFAR_MEAN,
-    CIFAR_STD,
-    cifar_accuracy,
-    cifar_collate,
-    default_cifar_dir,
-    load_cifar,
-)
+from ckd_tune.data.cifar import CIFAR_MEAN, CIFAR_STD, cifar_accuracy, cifar_collate, load_cifar
 from ckd_tune.errors import DataNotFoundError, UserInputError
 from ckd_tune.resnet import cifar_resnet
+from tests.fake_data import (
+    CIFAR10_CLASSES,
+    CIFAR_TEST_PER_CLASS,
+    CIFAR_TRAIN_PER_CLASS,
+    write_imagefolder,
+)
 
-STAGED = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg"
 CLASSES = [f"class{c:02d}" for c in range(10)]
 N_TRAIN, N_TEST = 12, 4  # per class
 
@@ -45,26 +44,11 @@ def _random_image(rng: np.random.Generator, size: int = 32) -> np.ndarray:
     return rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)
 
 
-def write_imagefolder(root: Path, classes: list[str], n_train: int, n_test: int, ext: str = "png"):
-    """A tiny ImageFolder tree; returns {split: uint8 N x 3 x 32 x 32 in ImageFolder order}."""
-    rng = np.random.default_rng(0)
-    arrays: dict[str, list[np.ndarray]] = {"train": [], "test": []}
-    for split, n in (("train", n_train), ("test", n_test)):
-        for cls in classes:  # sorted names, so this is ImageFolder's order
-            folder = root / split / cls
-            folder.mkdir(parents=True)
-            for i in range(n):
-                image = _random_image(rng)
-                Image.fromarray(image).save(folder / f"{i:03d}.{ext}")
-                arrays[split].append(image.transpose(2, 0, 1))
-    return {split: np.stack(a) for split, a in arrays.items()}
-
-
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, np.ndarray]]:
-    """10 classes x (12 train + 4 test) random 32x32 PNGs."""
+    """10 classes x (12 train + 4 test) 32x32 PNGs: a colour per class plus noise."""
     root = tmp_path_factory.mktemp("imagefolder")
-    return root, write_imagefolder(root, CLASSES, N_TRAIN, N_TEST)
+    return root, write_imagefolder(root, CLASSES, N_TRAIN, N_TEST, ext="png")
 
 
 def normalise(images: np.ndarray, name: str = "cifar10") -> torch.Tensor:
@@ -182,7 +166,7 @@ def test_fingerprint_tracks_settings_and_files(folder, tmp_path: Path) -> None:
         assert load_cifar("cifar10", data_dir=root, **{"val_size": 20, **kw}).fingerprint != base
     # the same files elsewhere: same fingerprint; one more file: a new one
     copy = tmp_path / "copy"
-    write_imagefolder(copy, CLASSES, N_TRAIN, N_TEST)
+    write_imagefolder(copy, CLASSES, N_TRAIN, N_TEST, ext="png")
     assert load_cifar("cifar10", data_dir=copy, val_size=20).fingerprint == base
     Image.fromarray(_random_image(np.random.default_rng(9))).save(copy / "test/class00/zzz.png")
     assert load_cifar("cifar10", data_dir=copy, val_size=20).fingerprint != base
@@ -291,7 +275,7 @@ def test_missing_or_empty_dir_is_data_not_found(tmp_path: Path) -> None:
 
 
 def test_missing_split_or_empty_class_is_data_not_found(tmp_path: Path) -> None:
-    write_imagefolder(tmp_path, CLASSES, 2, 1)
+    write_imagefolder(tmp_path, CLASSES, 2, 1, ext="png")
     (tmp_path / "test/class04/000.png").unlink()
     with pytest.raises(DataNotFoundError) as exc:
         load_cifar("cifar10", data_dir=tmp_path, val_size=10)
@@ -313,7 +297,7 @@ def test_user_input_errors(folder, tmp_path: Path) -> None:
     for kw in bad_sizes:
         with pytest.raises(UserInputError):
             load_cifar("cifar10", data_dir=root, **kw)
-    write_imagefolder(tmp_path, CLASSES, 2, 1)
+    write_imagefolder(tmp_path, CLASSES, 2, 1, ext="png")
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "train/class01/big.png")
     with pytest.raises(UserInputError, match=r"big\.png.*32x32"):
         load_cifar("cifar10", data_dir=tmp_path, val_size=10)
@@ -429,31 +413,38 @@ def test_download_path_uses_torchvision_then_reads_batches(
 # ---- default directory --------------------------------------------------------------------------
 
 
-def test_default_cifar_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(cifar_mod.ENV_DATA_DIR, raising=False)
-    work = tmp_path / "main"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    assert default_cifar_dir("cifar10") is None
-    staged = tmp_path / "shared" / "data" / "cifar10-jpeg"
-    staged.mkdir(parents=True)
-    assert default_cifar_dir("cifar10") == staged.resolve()
-    assert default_cifar_dir("cifar100") is None
-    monkeypatch.setenv(cifar_mod.ENV_DATA_DIR, str(tmp_path / "mine"))
-    assert default_cifar_dir("cifar100") == tmp_path / "mine"
-    monkeypatch.setenv(cifar_mod.ENV_DATA_DIR, "")
-    assert default_cifar_dir("cifar10") == staged.resolve()
-    with pytest.raises(UserInputError):
-        default_cifar_dir("svhn")
+# ---- a CIFAR-10 JPEG tree, as staged ------------------------------------------------------------
 
 
-# ---- the staged CIFAR-10 JPEGs ------------------------------------------------------------------
+def test_cifar10_jpeg_tree(cifar_dir: Path) -> None:
+    """The generated CIFAR-10 JPEG tree: real class names, batched JPEG decoding, smoke sizes."""
+    data = load_cifar("cifar10", data_dir=cifar_dir, val_size=50, train_size=100, test_size=50)
+    assert (len(data.train), len(data.val), len(data.test)) == (100, 50, 50)
+    assert data.train.classes == list(CIFAR10_CLASSES)
+    assert np.bincount(data.train.labels).tolist() == [10] * 10
+    assert np.bincount(data.test.labels).tolist() == [5] * 10
+    assert not set(data.train.source_indices) & set(data.val.source_indices)
+    # labels are ImageFolder's: consecutive files per class in the train and test trees
+    assert (data.train.labels == data.train.source_indices // CIFAR_TRAIN_PER_CLASS).all()
+    assert (data.test.labels == data.test.source_indices // CIFAR_TEST_PER_CLASS).all()
+    again = load_cifar("cifar10", data_dir=cifar_dir, val_size=50, train_size=100, test_size=50)
+    assert again.fingerprint == data.fingerprint
+    assert torch.equal(again.test.images, data.test.images)
+    # the smoke profile's sizes fit (the benches' tests train on this tree)
+    smoke = CIFAR_PROFILES["smoke"]
+    sized = load_cifar(
+        "cifar10", data_dir=cifar_dir, val_size=smoke.val_size, train_size=smoke.train_size,
+        test_size=smoke.test_size, teacher_size=smoke.teacher_size,
+    )  # fmt: skip
+    assert sized.describe_splits()["teacher_train"]["size"] == smoke.teacher_size
 
 
-def test_staged_cifar10_jpeg() -> None:
-    if not (STAGED / "train").is_dir():
-        pytest.skip(f"staged CIFAR-10 not found at {STAGED}")
-    data = load_cifar("cifar10", data_dir=STAGED, val_size=100, train_size=200, test_size=100)
+@pytest.mark.real_data("cifar10-jpeg")
+def test_staged_cifar10_jpeg(real_data_dir: Path) -> None:
+    """The real staged CIFAR-10: its classes, 5,000 training images each, natural statistics."""
+    data = load_cifar(
+        "cifar10", data_dir=real_data_dir, val_size=100, train_size=200, test_size=100
+    )
     assert (len(data.train), len(data.val), len(data.test)) == (200, 100, 100)
     assert data.train.classes == [
         "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
@@ -465,7 +456,9 @@ def test_staged_cifar10_jpeg() -> None:
     assert (data.train.labels == data.train.source_indices // 5000).all()
     x = torch.stack([data.val[i]["pixel_values"] for i in range(len(data.val))])
     assert abs(x.mean().item()) < 0.3 and 0.7 < x.std().item() < 1.3  # normalised natural images
-    again = load_cifar("cifar10", data_dir=STAGED, val_size=100, train_size=200, test_size=100)
+    again = load_cifar(
+        "cifar10", data_dir=real_data_dir, val_size=100, train_size=200, test_size=100
+    )
     assert again.fingerprint == data.fingerprint
     assert torch.equal(again.test.images, data.test.images)
 

