@@ -76,6 +76,14 @@ def test_register_needs_a_name_and_known_annealing_fields() -> None:
     assert "typo_test_method" not in METHODS
 
 
+def test_a_method_must_define_its_loss() -> None:
+    class NoLoss(Method):
+        name = "no_loss_test_method"
+
+    with pytest.raises(TypeError, match="loss_terms"):
+        NoLoss(MethodParams(), 3)
+
+
 def test_a_method_refuses_another_methods_parameters() -> None:
     kd_params = TrainConfig(method="kd").params
     with pytest.raises(TypeError, match="CKDParams"):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeVar
@@ -55,7 +56,7 @@ def total(terms: Mapping[str, Term]) -> Tensor:
     return active[0] if len(active) == 1 else sum(active[1:], active[0])
 
 
-class Method:
+class Method(ABC):
     """One distillation method, built per training run from its parameters and the epoch count.
 
     Subclasses set ``name``, ``params_type`` (their :class:`MethodParams`), ``needs_teacher``
@@ -82,6 +83,7 @@ class Method:
         """The scheduled values at ``progress`` in [0, 1] (fraction of training done); logged."""
         return {}
 
+    @abstractmethod
     def loss_terms(
         self,
         student_logits: Tensor,
@@ -90,7 +92,6 @@ class Method:
         values: dict[str, float],
     ) -> dict[str, Term]:
         """The batch's loss as named terms, given :meth:`schedule`'s ``values``."""
-        raise NotImplementedError
 
     def phase2_epoch(self) -> int | None:
         """The epoch at which the loop reloads the best weights so far and starts a fresh
