@@ -43,14 +43,19 @@ def open_client(uri: str) -> MlflowClient:
         return MlflowClient(uri)  # the client opens its store (creating the tables) right away
 
 
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+"""Tags of the experiments the suite creates: MLflow 3's kind for model training (not GenAI)."""
+
+
 def get_experiment_id(client: MlflowClient, name: str, artifact_root: Path | None = None) -> str:
-    """The id of experiment ``name``, created (with artifacts under ``artifact_root``) if new."""
+    """The id of experiment ``name``, created (with artifacts under ``artifact_root`` and
+    :data:`EXPERIMENT_TAGS`) if new."""
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
     location = artifact_root.resolve().as_uri() if artifact_root else None
     try:
-        return client.create_experiment(name, artifact_location=location)
+        return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_TAGS)
     except Exception:  # another sweep created it first
         experiment = client.get_experiment_by_name(name)
         if experiment is None:

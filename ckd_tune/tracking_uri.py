@@ -23,6 +23,26 @@ def redact(uri: str) -> str:
     return uri
 
 
+MLFLOW_UI = "http://127.0.0.1:5000"
+"""Where ``mlflow ui`` serves by default."""
+
+
+def ui_link(uri: str, experiment_id: str) -> str:
+    """The experiment's page in the MLflow UI, opened on its runs table.
+
+    MLflow 3's UI opens an experiment in GenAI mode (traces) unless the link asks for
+    ``workflowType=machine_learning``. For a tracking server the link is on that server (without
+    credentials); for a local store, on the ``mlflow ui`` the sweep tells the user to start.
+    """
+    parts = urlsplit(uri)
+    base = MLFLOW_UI
+    if parts.scheme in ("http", "https") and parts.hostname:
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        port = f":{parts.port}" if parts.port else ""
+        base = f"{parts.scheme}://{host}{port}{parts.path.rstrip('/')}"
+    return f"{base}/#/experiments/{experiment_id}?workflowType=machine_learning"
+
+
 def credentials_to_env(uri: str) -> str:
     """``uri`` without its ``user:password@``, which goes to MLflow's own environment variables.
 

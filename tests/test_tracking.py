@@ -71,6 +71,8 @@ def test_experiment_is_created_once_with_its_artifact_root(db, tmp_path):
     experiment = client.get_experiment(first)
     assert experiment.name == EXPERIMENT
     assert experiment.artifact_location == (tmp_path / "artifacts").resolve().as_uri()
+    # a model-training experiment, so MLflow 3's UI does not treat it as a GenAI one
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
 
 
 def test_find_run_matches_every_tag(db, tmp_path):

@@ -8,13 +8,28 @@ from pathlib import Path
 import pytest
 
 from ckd_tune.errors import UserInputError
-from ckd_tune.tracking_uri import check_tracking_uri, default_tracking_uri, redact
+from ckd_tune.tracking_uri import check_tracking_uri, default_tracking_uri, redact, ui_link
 
 
 def test_redact_hides_user_and_password_only():
     assert redact("http://ckd:s3cret@127.0.0.1:5000/x") == "http://***@127.0.0.1:5000/x"
     assert redact("https://host/x") == "https://host/x"
     assert redact("sqlite:////tmp/m.db") == "sqlite:////tmp/m.db"
+
+
+@pytest.mark.parametrize(
+    ("uri", "base"),
+    [
+        ("sqlite:///mlflow.db", "http://127.0.0.1:5000"),  # where `mlflow ui` serves
+        ("file:///tmp/mlruns", "http://127.0.0.1:5000"),
+        ("http://ckd:s3cret@10.0.0.5:5001", "http://10.0.0.5:5001"),  # the server, no secret
+        ("https://mlflow.example.org/team/", "https://mlflow.example.org/team"),
+        ("http://[::1]:5000", "http://[::1]:5000"),
+    ],
+)
+def test_ui_link_opens_the_experiment_on_its_runs_table(uri, base):
+    link = ui_link(uri, "7")
+    assert link == f"{base}/#/experiments/7?workflowType=machine_learning"
 
 
 def test_default_is_a_sqlite_file_in_the_directory(tmp_path):

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from ckd_tune.errors import UserInputError
 from ckd_tune.search.plan import Plan, make_plan
-from ckd_tune.tracking_uri import redact
+from ckd_tune.tracking_uri import redact, ui_link
 
 if TYPE_CHECKING:
     from ckd_tune.benches import PreparedBench
@@ -252,7 +252,8 @@ def run(plan: Plan) -> int:
         print_table(
             summaries,
             {m: space.param_names for m, space in plan.spaces.items()},
-            mlflow_pointer(experiment, experiment_id, summary_run, plan.tracking_uri),
+            mlflow_pointer(experiment, experiment_id, summary_run, plan.tracking_uri)
+            + f"\nruns table: {ui_link(plan.tracking_uri, experiment_id)}",
             plan.sweep_dir,
         )
         if not args.no_report:
