@@ -128,7 +128,7 @@ class MLflowTrialCallback(Callback):
             **self._key(trial),
             "role": ROLE_TRIAL,
             "seed": seed,
-            "mlflow.runName": str(trial),
+            "mlflow.runName": trial_run_name(self.tags["method"], trial),
         }
         run_id = self.client.create_run(self.experiment_id, tags=tags).info.run_id
         params = [Param(k, str(v)) for k, v in sorted(trial.config.items())]
@@ -230,6 +230,13 @@ class MLflowTrialCallback(Callback):
         reason = trial_error(trial)
         self.client.log_batch(run_id, tags=[RunTag("failure_reason", reason[:5000])])
         self.client.set_terminated(run_id, status="FAILED")
+
+
+def trial_run_name(method: str, trial: Trial) -> str:
+    """A name a person reads in the runs table: ``"ckd trial 3"`` (Ray's trial number within the
+    method's search, from its experiment tag ``"3_t_max=..."``), else ``"ckd trial <id>"``."""
+    number = str(getattr(trial, "experiment_tag", "") or "").split("_", 1)[0]
+    return f"{method} trial {number if number.isdigit() else trial.trial_id}"
 
 
 def discard_trial_runs(client: MlflowClient, experiment_id: str, sweep: str, method: str) -> int:

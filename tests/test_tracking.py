@@ -20,6 +20,7 @@ from ckd_tune.tracking import (
     numeric_metrics,
     open_client,
     trial_error,
+    trial_run_name,
 )
 
 EXPERIMENT = "ckd_tune/glue/sst2"
@@ -43,6 +44,7 @@ class FakeTrial:
     error_file: str | None = None
     config: dict | None = None
     num_failures: int = 0
+    experiment_tag: str = ""
 
     def __post_init__(self) -> None:
         self.config = self.config or {"lr": 0.001}
@@ -112,7 +114,9 @@ def test_one_run_per_trial_across_a_driver_restart(db, tmp_path):
     restored from an experiment state saved before this trial started, finds the same run by
     its tags and finishes it."""
     experiment_id = get_experiment_id(open_client(db), EXPERIMENT, tmp_path / "artifacts")
-    trial = FakeTrial("t1", "RUNNING", {}, config={"lr": 0.01, "seed": 3})
+    trial = FakeTrial(
+        "t1", "RUNNING", {}, config={"lr": 0.01, "seed": 3}, experiment_tag="3_lr=0.01"
+    )
     tracker = MLflowTrialCallback(db, experiment_id, TAGS, max_epochs=3)
     tracker.on_trial_start(0, [], trial)
     tracker.on_trial_result(0, [], trial, {"epoch": 1, "val_score": 0.4, "done": False})
@@ -126,10 +130,23 @@ def test_one_run_per_trial_across_a_driver_restart(db, tmp_path):
     (run,) = runs_of(db)
     assert run.info.status == "FINISHED"
     assert run.data.tags["ray_trial_id"] == "t1" and run.data.tags["seed"] == "3"
+    assert run.info.run_name == f"{TAGS['method']} trial 3"  # readable, with Ray's trial number
     assert run.data.tags["stopped_early"] == "false"  # all 3 epochs
     assert run.data.params == {"lr": "0.01", "seed": "3"}
     history = MlflowClient(db).get_metric_history(run.info.run_id, "val_score")
     assert [(m.step, m.value) for m in history] == [(1, 0.4), (3, 0.6)]
+
+
+def test_trial_run_name_falls_back_to_the_trial_id():
+    tagged = FakeTrial("ab12", "RUNNING", {}, experiment_tag="12_alpha=0.3")
+    assert trial_run_name("kd", tagged) == "kd trial 12"
+    assert trial_run_name("kd", FakeTrial("ab12", "RUNNING", {})) == "kd trial ab12"
+    assert trial_run_name("kd", FakeTrial("ab12", "RUNNING", {}, experiment_tag="x_y")) == (
+        "kd trial ab12"
+    )
+    assert trial_run_name("ckd", FakeTrial("c", "RUNNING", {}, experiment_tag="4_t=2")) == (
+        "ckd trial 4"
+    )
 
 
 def test_failed_trial_run_names_the_error(db, tmp_path):
