@@ -81,7 +81,9 @@ class TrainConfig:
         params: dict[str, Any] = {}
         dotted: dict[str, dict[str, Any]] = {}
         names = _param_names(method)
-        dict_names = {f for f in names if f in method.params_type.shape_fields}
+        dict_names = {
+            f.name for f in dataclasses.fields(method.params_type) if f.default_factory is dict
+        }
         for key, value in flat.items():
             head, _, sub = key.partition(".")
             if key in SHARED_FIELDS:

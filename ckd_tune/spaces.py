@@ -18,6 +18,7 @@ directory (``space_dir``) for a non-editable install or for variant spaces.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import math
 import random
@@ -302,14 +303,21 @@ class _Context:
     def field_types(self) -> dict[str, Any]:
         """Type of every name a space for this method may set: shared settings, then the
         method's own parameters."""
-        hints = typing.get_type_hints(self.params_type)
-        own = {f.name: hints[f.name] for f in dataclasses.fields(self.params_type)}
-        return {**_SHARED_TYPES, **own}
+        return _field_types(self.method)
 
     def fail(self, where: str, problem: str) -> NoReturn:
         if self.bench is not None and not where.startswith("bench_overrides."):
             where = f"{where} (with bench_overrides.{self.bench})"
         raise UserInputError(f"{self.source}: {where}: {_one_line(problem)}")
+
+
+@functools.cache
+def _field_types(method: str) -> dict[str, Any]:
+    """The types :attr:`_Context.field_types` gives, computed once per method."""
+    params_type = get_method(method).params_type
+    hints = typing.get_type_hints(params_type)
+    own = {f.name: hints[f.name] for f in dataclasses.fields(params_type)}
+    return {**_SHARED_TYPES, **own}
 
 
 def _build(

@@ -8,7 +8,7 @@ import base64
 import os
 import urllib.request
 from pathlib import Path
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 from ckd_tune.errors import UserInputError
 
@@ -37,9 +37,7 @@ def ui_link(uri: str, experiment_id: str) -> str:
     parts = urlsplit(uri)
     base = MLFLOW_UI
     if parts.scheme in ("http", "https") and parts.hostname:
-        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-        port = f":{parts.port}" if parts.port else ""
-        base = f"{parts.scheme}://{host}{port}{parts.path.rstrip('/')}"
+        base = f"{parts.scheme}://{_host_port(parts)}{parts.path.rstrip('/')}"
     return f"{base}/#/experiments/{experiment_id}?workflowType=machine_learning"
 
 
@@ -58,10 +56,7 @@ def credentials_to_env(uri: str) -> str:
         os.environ["MLFLOW_TRACKING_USERNAME"] = unquote(parts.username)
     if parts.password:
         os.environ["MLFLOW_TRACKING_PASSWORD"] = unquote(parts.password)
-    host = parts.hostname or ""
-    host = f"[{host}]" if ":" in host else host
-    netloc = host + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    return urlunsplit(parts._replace(netloc=_host_port(parts)))
 
 
 def default_tracking_uri(directory: Path) -> str:
@@ -96,3 +91,10 @@ def check_tracking_uri(uri: str) -> None:
             raise UserInputError(f"--tracking-uri: cannot write the sqlite database {path}")
     elif scheme not in ("file", "databricks", "postgresql", "mysql", "mssql"):
         raise UserInputError(f"--tracking-uri: unsupported scheme in {redact(uri)}")
+
+
+def _host_port(parts: SplitResult) -> str:
+    """``host[:port]`` of a split URI without its credentials (an IPv6 host in brackets)."""
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    return host + (f":{parts.port}" if parts.port else "")
