@@ -230,7 +230,7 @@ def _train(
         metrics = {
             "epoch": epoch + 1,
             "train_loss": loss_sum / max(1, seen),
-            **{f"train_loss_{name}": v / max(1, seen) for name, v in term_sums.items()},
+            **{f"loss_{name}": v / max(1, seen) for name, v in term_sums.items()},
             **{f"val_{k}": v for k, v in val.items()},
             "val_score": score,
             "best_val_score": best_score,

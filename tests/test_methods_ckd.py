@@ -67,7 +67,7 @@ def test_loss_by_hand(reduction: str, psi: float, margin: float) -> None:
     m = method("ckd", margin=margin, mse_reduction=reduction)
     values = {"T": 7.0, "phi": 0.4, "psi": psi}
     terms = m.loss_terms(t64(Z_S), t64(Z_T), y64(Y), values)
-    assert {name: t.weight for name, t in terms.items()} == {"ce": psi, "kd": 1 - psi}
+    assert {name: t.weight for name, t in terms.items()} == {"ce": psi, "hinge_mse": 1 - psi}
     total = sum(t.weight * t.value.item() for t in terms.values())
     expected = psi * ce(Z_S, Y) + (1 - psi) * _hinge(0.4, margin, reduction)
     assert total == pytest.approx(expected, rel=1e-10)
@@ -79,7 +79,7 @@ def test_regression_one_logit() -> None:
     m = method("ckd", margin=0.5)
     terms = m.loss_terms(z_s, z_t, y, {"T": 1.0, "phi": 1.0, "psi": 0.5})
     assert terms["ce"].value.item() == pytest.approx(0.25, rel=1e-12)
-    assert terms["kd"].value.item() == pytest.approx(0.5, rel=1e-12)
+    assert terms["hinge_mse"].value.item() == pytest.approx(0.5, rel=1e-12)
 
 
 # --- CKD reduces to Annealing-KD ----------------------------------------------------------------

@@ -16,13 +16,13 @@ def test_kd_loss_by_hand(alpha: float, temp: float) -> None:
     mean_kl = sum(kl(softmax(t, temp), softmax(s, temp)) for s, t in zip(Z_S, Z_T, strict=True)) / 2
     expected = alpha * ce(Z_S, Y) + (1 - alpha) * temp**2 * mean_kl
     m = method("kd", alpha=alpha, temperature=temp)
-    assert m.schedule(0.7) == {}
+    assert m.schedule(0.7) == {"T": temp}  # constant, logged
     assert m.phase2_epoch() is None
     assert loss(m, t64(Z_S), t64(Z_T), y64(Y), 0.7).item() == pytest.approx(expected, rel=1e-10)
 
 
 def test_kd_terms_are_named_and_weighted_by_alpha() -> None:
-    terms = method("kd", alpha=0.2).loss_terms(t64(Z_S), t64(Z_T), y64(Y), {})
+    terms = method("kd", alpha=0.2).loss_terms(t64(Z_S), t64(Z_T), y64(Y), {"T": 4.0})
     assert {name: t.weight for name, t in terms.items()} == {"ce": 0.2, "kd": 0.8}
 
 

@@ -110,8 +110,8 @@ def test_smoke_sweep_records_one_mlflow_run_per_trial(smoke_sweep):
         assert metrics >= CORE_METRICS, f"{method} lacks {CORE_METRICS - metrics}"
     common = frozenset.intersection(*(s for sets in names.values() for s in sets))
     extra = frozenset.union(*(s for sets in names.values() for s in sets)) - common
-    # beyond the shared metrics: schedules, and each method's loss terms (train_loss_<term>)
-    terms = {m for m in extra if m.startswith("train_loss_")}
+    # beyond the shared metrics: schedules, and each method's loss terms (loss_<term>)
+    terms = {m for m in extra if m.startswith("loss_")}
     assert extra - terms <= SCHEDULE_METRICS, f"method-specific metrics: {extra - terms}"
     summary = [r for r in runs if r.data.tags.get("role") == "summary"]
     assert len(summary) == 1

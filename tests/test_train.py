@@ -74,15 +74,18 @@ def test_every_method_trains_and_reports(points_task, method):
     assert {"val_accuracy", "best_val_score", "examples_per_s"} <= set(result.last_metrics)
     if method in ("ckd", "annealing_kd"):
         assert {"T", "phi", "psi"} <= set(result.last_metrics)
-    terms = {"none": {"ce"}, "kd": {"ce", "kd"}, "annealing_kd": {"ce", "mse"}, "ckd": {"ce", "kd"}}
+    terms = {
+        "none": {"ce"},
+        "kd": {"ce", "kd"},
+        "annealing_kd": {"ce", "mse"},
+        "ckd": {"ce", "hinge_mse"},
+    }
     for _, m in seen:  # every loss term, unweighted, per epoch
-        assert {k for k in m if k.startswith("train_loss_")} == {
-            f"train_loss_{t}" for t in terms[method]
-        }
+        assert {k for k in m if k.startswith("loss_")} == {f"loss_{t}" for t in terms[method]}
     if method in ("kd", "none"):  # constant weights: the epoch's loss is their weighted sum
         alpha = config.params.alpha if method == "kd" else 1.0
         for _, m in seen:
-            mix = alpha * m["train_loss_ce"] + (1 - alpha) * m.get("train_loss_kd", 0.0)
+            mix = alpha * m["loss_ce"] + (1 - alpha) * m.get("loss_kd", 0.0)
             assert m["train_loss"] == pytest.approx(mix, rel=1e-5)
 
 

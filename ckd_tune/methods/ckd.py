@@ -83,7 +83,7 @@ class ContinuationKD(Method):
         psi, p = values["psi"], self.params
         return {
             "ce": Term(psi, losses.hard_label_loss(student_logits, labels)),
-            "kd": Term(
+            "hinge_mse": Term(
                 1.0 - psi,
                 losses.hinge_mse(
                     student_logits,

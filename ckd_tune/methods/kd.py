@@ -41,6 +41,9 @@ class KD(Method):
     params_type = KDParams
     params: KDParams
 
+    def schedule(self, progress: float) -> dict[str, float]:
+        return {"T": self.params.temperature}  # constant; logged like the annealed methods' T
+
     def loss_terms(
         self,
         student_logits: Tensor,
@@ -56,6 +59,6 @@ class KD(Method):
             "ce": Term(alpha, losses.hard_label_loss(student_logits, labels)),
             "kd": Term(
                 1.0 - alpha,
-                losses.soft_target_loss(student_logits, teacher_logits, self.params.temperature),
+                losses.soft_target_loss(student_logits, teacher_logits, values["T"]),
             ),
         }

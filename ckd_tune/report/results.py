@@ -69,7 +69,7 @@ def schedule_curves(
 ) -> dict[str, dict[str, list[float]]]:
     """The method's ``schedule(progress)`` on a progress grid for each method's flat config.
 
-    Methods without a schedule (``none``, ``kd``) are left out. Returns
+    Methods without scheduled values (``none``) are left out; ``kd`` has its constant ``T``. Returns
     ``{method: {"progress": [...], "psi": [...], "phi": [...], "T": [...]}}``.
     """
     grid = np.linspace(0.0, 1.0, points)
