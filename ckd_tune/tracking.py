@@ -1,4 +1,5 @@
-"""MLflow tracking: one run per Ray Tune trial (also across resumes), plus sweep summary runs.
+"""MLflow tracking: one parent run per sweep, and under it one run per Ray Tune trial (also
+across resumes) and per re-run, each with the datasets it used as inputs.
 
 Ray's stock ``MLflowLoggerCallback`` opens a second run for a resumed trial and leaves the
 first one RUNNING; :class:`MLflowTrialCallback` instead finds a trial's run by its tags
@@ -9,18 +10,24 @@ no MLflow, are in :mod:`ckd_tune.tracking_uri`.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from ray.tune import Callback
 from ray.tune.experiment import Trial
+
+if TYPE_CHECKING:
+    from ckd_tune import data
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +77,41 @@ def find_run(client: MlflowClient, experiment_id: str, tags: dict[str, str]) -> 
     return runs[0].info.run_id if runs else None
 
 
+def sweep_run(
+    client: MlflowClient, experiment_id: str, sweep: str, tags: Mapping[str, str], name: str
+) -> str:
+    """The sweep's parent run (role ``summary``), created with ``tags`` and ``name`` if new and
+    marked RUNNING again when a resumed sweep finds it; every trial and re-run nests under it."""
+    key = {"sweep": sweep, "role": ROLE_SUMMARY}
+    run_id = find_run(client, experiment_id, key)
+    if run_id is None:
+        all_tags = {**tags, **key, MLFLOW_RUN_NAME: name}
+        return client.create_run(experiment_id, tags=all_tags).info.run_id
+    if client.get_run(run_id).info.status != "RUNNING":
+        client.update_run(run_id, status="RUNNING")
+    return run_id
+
+
+def log_datasets(client: MlflowClient, run_id: str, inputs: Sequence[data.DatasetInput]) -> None:
+    """The splits a run used as its MLflow dataset inputs (name, digest, source, context, size)."""
+    datasets = []
+    for d in inputs:
+        if d.source.startswith("hf://"):
+            source_type = "hugging_face"
+        else:
+            source_type = "local" if d.source else "code"
+        entity = Dataset(
+            name=d.name,
+            digest=d.digest,
+            source_type=source_type,
+            source=json.dumps({"uri": d.source}),
+            profile=json.dumps({"num_rows": d.size}),
+        )
+        datasets.append(DatasetInput(entity, tags=[InputTag(MLFLOW_DATASET_CONTEXT, d.context)]))
+    if datasets:
+        client.log_inputs(run_id, datasets=datasets)
+
+
 def numeric_metrics(result: dict[str, Any]) -> dict[str, float]:
     """The finite numeric entries of a result (Ray's bookkeeping keys other than times dropped)."""
     skip = {
@@ -93,15 +135,24 @@ def numeric_metrics(result: dict[str, Any]) -> dict[str, float]:
 
 
 class MLflowTrialCallback(Callback):
-    """Logs each trial of one method's Tuner to exactly one MLflow run."""
+    """Logs each trial of one method's Tuner to exactly one MLflow run, nested under the sweep's
+    run (``parent_run_id``) with the trial's training and validation data as inputs."""
 
     def __init__(
-        self, tracking_uri: str, experiment_id: str, tags: dict[str, str], max_epochs: int
+        self,
+        tracking_uri: str,
+        experiment_id: str,
+        tags: dict[str, str],
+        max_epochs: int,
+        parent_run_id: str | None = None,
+        inputs: Sequence[data.DatasetInput] = (),
     ) -> None:
         self.max_epochs = max_epochs
         self.tracking_uri = tracking_uri
         self.experiment_id = experiment_id
         self.tags = tags  # method, bench, task, sweep, searcher
+        self.parent_run_id = parent_run_id
+        self.inputs = list(inputs)
         self._runs: dict[str, str] = {}
         self._client: MlflowClient | None = None
 
@@ -128,11 +179,14 @@ class MLflowTrialCallback(Callback):
             **self._key(trial),
             "role": ROLE_TRIAL,
             "seed": seed,
-            "mlflow.runName": trial_run_name(self.tags["method"], trial),
+            MLFLOW_RUN_NAME: trial_run_name(self.tags["method"], trial),
         }
+        if self.parent_run_id:
+            tags[MLFLOW_PARENT_RUN_ID] = self.parent_run_id
         run_id = self.client.create_run(self.experiment_id, tags=tags).info.run_id
         params = [Param(k, str(v)) for k, v in sorted(trial.config.items())]
         self.client.log_batch(run_id, params=params)
+        log_datasets(self.client, run_id, self.inputs)
         return run_id
 
     def _run_id(self, trial: Trial) -> str:
@@ -233,10 +287,10 @@ class MLflowTrialCallback(Callback):
 
 
 def trial_run_name(method: str, trial: Trial) -> str:
-    """A name a person reads in the runs table: ``"ckd trial 3"`` (Ray's trial number within the
-    method's search, from its experiment tag ``"3_t_max=..."``), else ``"ckd trial <id>"``."""
+    """A name a person reads in the runs table: ``"ckd-t03"`` (Ray's trial number within the
+    method's search, from its experiment tag ``"3_t_max=..."``), else ``"ckd-t<trial id>"``."""
     number = str(getattr(trial, "experiment_tag", "") or "").split("_", 1)[0]
-    return f"{method} trial {number if number.isdigit() else trial.trial_id}"
+    return f"{method}-t{int(number):02d}" if number.isdigit() else f"{method}-t{trial.trial_id}"
 
 
 def discard_trial_runs(client: MlflowClient, experiment_id: str, sweep: str, method: str) -> int:

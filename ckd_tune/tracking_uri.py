@@ -8,7 +8,7 @@ import base64
 import os
 import urllib.request
 from pathlib import Path
-from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from ckd_tune.errors import UserInputError
 
@@ -27,18 +27,36 @@ MLFLOW_UI = "http://127.0.0.1:5000"
 """Where ``mlflow ui`` serves by default."""
 
 
-def ui_link(uri: str, experiment_id: str) -> str:
+def ui_link(uri: str, experiment_id: str, order_by: str | None = None) -> str:
     """The experiment's page in the MLflow UI, opened on its runs table.
 
     MLflow 3's UI opens an experiment in GenAI mode (traces) unless the link asks for
     ``workflowType=machine_learning``. For a tracking server the link is on that server (without
     credentials); for a local store, on the ``mlflow ui`` the sweep tells the user to start.
+    The table shows the sweep's run with its trials and re-runs collapsed under it; with
+    ``order_by`` (a metric, best first) it lists every run flat, children included (MLflow 3
+    nests runs only when they are sorted by creation time).
     """
     parts = urlsplit(uri)
     base = MLFLOW_UI
     if parts.scheme in ("http", "https") and parts.hostname:
         base = f"{parts.scheme}://{_host_port(parts)}{parts.path.rstrip('/')}"
-    return f"{base}/#/experiments/{experiment_id}?workflowType=machine_learning"
+    if order_by is None:
+        return f"{base}/#/experiments/{experiment_id}?workflowType=machine_learning"
+    query = urlencode(
+        {
+            "workflowType": "machine_learning",
+            "orderByKey": f"metrics.`{order_by}`",
+            "orderByAsc": "false",
+        },
+        quote_via=quote,
+    )
+    return f"{base}/#/experiments/{experiment_id}/runs?{query}"
+
+
+def is_server(uri: str) -> bool:
+    """Whether ``uri`` is a tracking server (which then decides where artifacts are stored)."""
+    return urlsplit(uri).scheme in ("http", "https", "databricks")
 
 
 def credentials_to_env(uri: str) -> str:

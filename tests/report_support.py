@@ -97,6 +97,7 @@ def built_fixture(tmp_path_factory):
         experiment_id=experiment_id,
         summary_run=summary_run,
         tracking_uri=uri,
+        register_model="points-student",
     )
     import ckd_tune.train
 

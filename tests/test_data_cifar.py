@@ -156,6 +156,19 @@ def test_same_seed_same_splits_other_seed_other_splits(folder) -> None:
     assert a.fingerprint == b.fingerprint
     assert not np.array_equal(a.val.source_indices, c.val.source_indices)
     assert a.fingerprint != c.fingerprint
+    # the run inputs MLflow shows: a digest of the examples used, the same for the same examples
+    inputs = a.dataset_inputs(["train", "val", "test"])
+    assert [(i.name, i.context, i.size) for i in inputs] == [
+        ("cifar10/train", "training", 50),
+        ("cifar10/val", "validation", 20),
+        ("cifar10/test", "test", 20),
+    ]
+    assert {i.source for i in inputs} == {str(root.resolve())}
+    assert [i.digest for i in inputs] == [
+        i.digest for i in b.dataset_inputs(["train", "val", "test"])
+    ]
+    assert len({i.digest for i in inputs}) == 3
+    assert c.val.digest() != a.val.digest()
 
 
 def test_fingerprint_tracks_settings_and_files(folder, tmp_path: Path) -> None:

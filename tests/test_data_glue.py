@@ -263,6 +263,25 @@ def sst2(glue_dir: Path, tokenizer) -> TaskData:
     )
 
 
+def test_dataset_inputs_name_and_digest_the_examples_used(sst2, glue_dir: Path, tokenizer):
+    inputs = sst2.dataset_inputs(["train", "val", "test"])
+    assert [(i.name, i.context, i.size) for i in inputs] == [
+        ("glue/sst2/train", "training", 300),
+        ("glue/sst2/val", "validation", 40),
+        ("glue/sst2/test", "test", 60),
+    ]
+    assert {i.source for i in inputs} == {str((glue_dir / "SST-2").resolve())}
+    assert len({i.digest for i in inputs}) == 3
+    again = load_glue(
+        "sst2", tokenizer, data_dir=glue_dir, val_size=40, train_size=300, test_size=60
+    )
+    assert again.train.digest() == sst2.train.digest()  # same examples, same digest
+    fewer = load_glue(
+        "sst2", tokenizer, data_dir=glue_dir, val_size=40, train_size=299, test_size=60
+    )
+    assert fewer.train.digest() != sst2.train.digest()
+
+
 def _sst2_groups(data_dir: Path) -> np.ndarray:
     """The source group of each SST-2 training row (load_glue's cache)."""
     return glue._phrase_groups(glue._read_local("sst2", "train", data_dir))

@@ -4,8 +4,8 @@ its files and sections, results.json, the re-runs and artifacts in MLflow, the s
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -71,7 +71,7 @@ def test_results_json_is_complete(built):
     assert results["setup"]["seeds"] == [1, 2, 3] and results["setup"]["student"].startswith(
         "TinyNet"
     )
-    assert set(results["schedules"]) == {"ckd"}
+    assert set(results["schedules"]) == {"ckd", "kd"}  # kd: its constant T
     traces = results["search_traces"]
     assert set(traces) == set(METHODS)
     for m, method in enumerate(METHODS):
@@ -116,8 +116,8 @@ def test_saved_students_load_with_one_call(built):
         info = built.results["methods"][method]["model"]
         seeds = built.results["methods"][method]["seeds"]
         assert info["val_score"] == max(r.get("val_score", 0) for r in seeds)  # by validation
-        path = Path(info["path"])
-        assert path == built.dir / "models" / method
+        assert info["path"] == f"models/{method}"  # relative to the report directory
+        path = built.dir / info["path"]
         model = load_student(path)
         assert isinstance(model, TinyNet) and not model.training
         saved = torch.load(path / "model.pt", weights_only=True)
@@ -126,3 +126,34 @@ def test_saved_students_load_with_one_call(built):
         assert evaluate(model, data, "test")["accuracy"] == info["test_score"]
         meta = json.loads((path / "student.json").read_text())
         assert meta["format"] == "torch" and meta["method"] == method
+
+
+def test_best_students_are_mlflow_models_and_the_best_is_registered(built, monkeypatch):
+    """Each method's best student is an MLflow model of its re-run's run, predicting what the
+    saved student predicts; the one with the best validation score is registered."""
+    import mlflow.pyfunc
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", built.uri)  # what runs:/ URIs resolve against
+
+    features = np.stack([built.prepared.data.test[i]["features"].numpy() for i in range(16)])
+    methods = built.results["methods"]
+    for method in ("ckd", "kd", "none"):
+        info = methods[method]["model"]
+        run_id = info["mlflow_uri"].split("/")[1]
+        run = built.client.get_run(run_id)
+        assert info["mlflow_uri"] == f"runs:/{run_id}/model"
+        assert run.data.tags["arm"] == method and run.data.tags["seed"] == str(info["seed"])
+        logged = mlflow.pyfunc.load_model(info["mlflow_uri"]).predict(features)
+        with torch.no_grad():
+            own = load_student(built.dir / info["path"])(torch.from_numpy(features)).numpy()
+        np.testing.assert_allclose(logged, own, rtol=1e-5, atol=1e-6)
+    registered = built.results["registered_model"]
+    best = max(("ckd", "kd", "none"), key=lambda m: methods[m]["model"]["val_score"])
+    assert registered == {
+        "name": "points-student",
+        "version": "1",
+        "method": best,
+        "uri": "models:/points-student/1",
+    }
+    (version,) = built.client.search_model_versions("name = 'points-student'")
+    assert version.run_id == methods[best]["model"]["mlflow_uri"].split("/")[1]

@@ -14,6 +14,7 @@ from ckd_tune.report import (
 )
 from ckd_tune.report.cli import _find_summary_run as find_summary_run
 from ckd_tune.search.summary import write_summary
+from ckd_tune.tracking import sweep_run
 from tests.conftest import TinyNet
 from tests.report_support import (
     METHODS,
@@ -78,7 +79,8 @@ def test_cli_rebuilds_the_sweep_from_mlflow(built, monkeypatch, capsys):
         ),
         args=SimpleNamespace(searcher="random", scheduler="fifo", seed=5, profile="smoke"),
     )
-    summary_run = write_summary(plan, prepared, make_summaries(), client, experiment_id)
+    summary_run = sweep_run(client, experiment_id, plan.sweep, {"seed": "5"}, "sweep points smoke")
+    write_summary(plan, prepared, make_summaries(), client, experiment_id, summary_run)
     params = client.get_run(summary_run).data.params
     assert params["bench"] == "points" and params["seed"] == "5" and params["epochs"] == "3"
     rc = report.main(["--experiment", "cli-experiment", "--tracking-uri", built.uri, "--no-ray"])

@@ -399,28 +399,35 @@ def test_best_models_table_and_loading_snippet():
         "seed": 2,
         "val_score": 0.84,
         "test_score": 0.83,
-        "path": "runs/models/ckd",
+        "path": "models/ckd",
         "format": "torch",
+        "mlflow_uri": "runs:/r1/model",
     }
     methods["kd"]["model"] = {
         "seed": 3,
         "val_score": 0.8,
         "test_score": 0.79,
-        "path": "runs/models/kd",
+        "path": "models/kd",
         "format": "torch",
     }
     md = render_markdown(_results(methods=methods))
     models = _section(md, "Best models")
-    assert _row(models, "ckd") == "| ckd | 2 | 0.8400 | 0.8300 | `runs/models/ckd` |"
-    assert _row(models, "kd") == "| kd | 3 | 0.8000 | 0.7900 | `runs/models/kd` |"
+    assert _row(models, "ckd") == "| ckd | 2 | 0.8400 | 0.8300 | `models/ckd` | `runs:/r1/model` |"
+    assert _row(models, "kd") == "| kd | 3 | 0.8000 | 0.7900 | `models/kd` | — |"
     assert "| none |" not in models
-    assert 'model = load_student("runs/models/ckd")' in models  # the first saved one
+    assert 'model = load_student("models/ckd")' in models  # the first saved one
+    assert 'mlflow.pyfunc.load_model("runs:/r1/model")' in models
+    assert "Model Registry" not in models
     assert "(`model.pt`, load with `weights_only=True`) and `student.json`" in models
     assert "AutoModelForSequenceClassification" not in models
 
     methods["ckd"]["model"]["format"] = "transformers"
-    hf = _section(render_markdown(_results(methods=methods)), "Best models")
+    registered = {"name": "sst2", "version": "1", "method": "ckd", "uri": "models:/sst2/1"}
+    hf = _section(
+        render_markdown(_results(methods=methods, registered_model=registered)), "Best models"
+    )
     assert "AutoModelForSequenceClassification" in hf and "`model.pt`" not in hf
+    assert "Registered in the MLflow Model Registry: ckd's student as `models:/sst2/1`." in hf
 
 
 def test_best_models_when_none_was_saved():

@@ -24,5 +24,7 @@ def test_table_rows_align_and_show_the_searched_parameters_only():
 
 def test_pointer_names_the_run_and_hides_credentials():
     line = mlflow_pointer("ckd_tune/glue/sst2", "3", "abc", "http://user:secret@host:5000")
-    assert "secret" not in line and "run abc" in line
-    assert line.endswith("view with: mlflow ui --backend-store-uri http://***@host:5000")
+    assert "secret" not in line and "sweep run abc" in line
+    assert line.endswith("on http://***@host:5000")  # a server: its own UI, no `mlflow ui`
+    local = mlflow_pointer("ckd_tune/glue/sst2", "3", "abc", "sqlite:///mlflow.db")
+    assert local.endswith("view with: mlflow ui --backend-store-uri sqlite:///mlflow.db")

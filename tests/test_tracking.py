@@ -4,6 +4,7 @@ final trial states."""
 
 from __future__ import annotations
 
+import json
 import math
 import pickle
 from dataclasses import dataclass
@@ -19,9 +20,11 @@ from ckd_tune.tracking import (
     get_experiment_id,
     numeric_metrics,
     open_client,
+    sweep_run,
     trial_error,
     trial_run_name,
 )
+from tests.conftest import make_points_task
 
 EXPERIMENT = "ckd_tune/glue/sst2"
 TAGS = {
@@ -112,25 +115,40 @@ def test_trial_error_is_the_last_line_of_the_error_file(tmp_path):
 def test_one_run_per_trial_across_a_driver_restart(db, tmp_path):
     """Results go to the trial's run with the epoch as step; the callback of a restarted driver,
     restored from an experiment state saved before this trial started, finds the same run by
-    its tags and finishes it."""
-    experiment_id = get_experiment_id(open_client(db), EXPERIMENT, tmp_path / "artifacts")
+    its tags and finishes it. The run nests under the sweep's run and has its data as inputs."""
+    client = open_client(db)
+    experiment_id = get_experiment_id(client, EXPERIMENT, tmp_path / "artifacts")
+    parent = sweep_run(client, experiment_id, "s", {"bench": "glue"}, "sweep glue/sst2 smoke")
+    inputs = make_points_task().dataset_inputs(["train", "val"])
     trial = FakeTrial(
         "t1", "RUNNING", {}, config={"lr": 0.01, "seed": 3}, experiment_tag="3_lr=0.01"
     )
-    tracker = MLflowTrialCallback(db, experiment_id, TAGS, max_epochs=3)
+
+    def callback() -> MLflowTrialCallback:
+        return MLflowTrialCallback(db, experiment_id, TAGS, 3, parent, inputs)
+
+    tracker = callback()
     tracker.on_trial_start(0, [], trial)
     tracker.on_trial_result(0, [], trial, {"epoch": 1, "val_score": 0.4, "done": False})
-    saved = pickle.dumps(MLflowTrialCallback(db, experiment_id, TAGS, max_epochs=3))
-    restarted = pickle.loads(saved)
+    restarted = pickle.loads(pickle.dumps(callback()))
     trial.last_result = {"epoch": 3, "val_score": 0.6}
     restarted.on_trial_start(1, [], trial)
     restarted.on_trial_result(1, [], trial, trial.last_result)
     restarted.on_trial_complete(1, [], trial)
 
-    (run,) = runs_of(db)
+    (run,) = [r for r in runs_of(db) if r.info.run_id != parent]
     assert run.info.status == "FINISHED"
     assert run.data.tags["ray_trial_id"] == "t1" and run.data.tags["seed"] == "3"
-    assert run.info.run_name == f"{TAGS['method']} trial 3"  # readable, with Ray's trial number
+    assert run.info.run_name == "kd-t03"  # readable, with Ray's trial number
+    assert run.data.tags["mlflow.parentRunId"] == parent
+    logged = {
+        d.dataset.name: (d.dataset.digest, d.tags[0].value, json.loads(d.dataset.profile))
+        for d in run.inputs.dataset_inputs
+    }
+    assert logged == {  # logged once, though the restarted driver saw the trial start again
+        i.name: (i.digest, i.context, {"num_rows": i.size}) for i in inputs
+    }
+    assert set(logged) == {"synthetic/points/train", "synthetic/points/val"}
     assert run.data.tags["stopped_early"] == "false"  # all 3 epochs
     assert run.data.params == {"lr": "0.01", "seed": "3"}
     history = MlflowClient(db).get_metric_history(run.info.run_id, "val_score")
@@ -139,14 +157,28 @@ def test_one_run_per_trial_across_a_driver_restart(db, tmp_path):
 
 def test_trial_run_name_falls_back_to_the_trial_id():
     tagged = FakeTrial("ab12", "RUNNING", {}, experiment_tag="12_alpha=0.3")
-    assert trial_run_name("kd", tagged) == "kd trial 12"
-    assert trial_run_name("kd", FakeTrial("ab12", "RUNNING", {})) == "kd trial ab12"
+    assert trial_run_name("kd", tagged) == "kd-t12"
+    assert trial_run_name("kd", FakeTrial("ab12", "RUNNING", {})) == "kd-tab12"
     assert trial_run_name("kd", FakeTrial("ab12", "RUNNING", {}, experiment_tag="x_y")) == (
-        "kd trial ab12"
+        "kd-tab12"
     )
     assert trial_run_name("ckd", FakeTrial("c", "RUNNING", {}, experiment_tag="4_t=2")) == (
-        "ckd trial 4"
+        "ckd-t04"
     )
+
+
+def test_sweep_run_is_found_again_and_marked_running(db, tmp_path):
+    client = open_client(db)
+    experiment_id = get_experiment_id(client, EXPERIMENT, tmp_path / "artifacts")
+    first = sweep_run(client, experiment_id, "s", {"bench": "glue"}, "sweep glue/sst2 quick")
+    client.set_terminated(first, status="KILLED")  # an interrupted sweep
+    again = sweep_run(client, experiment_id, "s", {"bench": "glue"}, "ignored on reuse")
+    run = client.get_run(again)
+    assert again == first and run.info.status == "RUNNING"
+    assert run.info.run_name == "sweep glue/sst2 quick"
+    assert run.data.tags["role"] == "summary" and run.data.tags["bench"] == "glue"
+    other = sweep_run(client, experiment_id, "t", {}, "sweep glue/sst2 quick")
+    assert other != first
 
 
 def test_failed_trial_run_names_the_error(db, tmp_path):

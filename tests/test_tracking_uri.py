@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from ckd_tune.errors import UserInputError
-from ckd_tune.tracking_uri import check_tracking_uri, default_tracking_uri, redact, ui_link
+from ckd_tune.tracking_uri import (
+    check_tracking_uri,
+    default_tracking_uri,
+    is_server,
+    redact,
+    ui_link,
+)
 
 
 def test_redact_hides_user_and_password_only():
@@ -30,6 +36,11 @@ def test_redact_hides_user_and_password_only():
 def test_ui_link_opens_the_experiment_on_its_runs_table(uri, base):
     link = ui_link(uri, "7")
     assert link == f"{base}/#/experiments/7?workflowType=machine_learning"
+    ranked = ui_link(uri, "7", order_by="best_val_score")
+    assert ranked == (
+        f"{base}/#/experiments/7/runs?workflowType=machine_learning"
+        "&orderByKey=metrics.%60best_val_score%60&orderByAsc=false"
+    )
 
 
 def test_default_is_a_sqlite_file_in_the_directory(tmp_path):
@@ -69,3 +80,19 @@ def test_a_read_only_directory_is_refused(tmp_path: Path):
             check_tracking_uri(f"sqlite:///{tmp_path / 'm.db'}")
     finally:
         tmp_path.chmod(0o700)
+
+
+@pytest.mark.parametrize(
+    ("uri", "server"),
+    [
+        ("http://127.0.0.1:5000", True),
+        ("https://user:pw@mlflow.example.com/", True),
+        ("databricks", False),  # a profile name, no scheme
+        ("databricks://profile", True),
+        ("sqlite:////tmp/mlflow.db", False),
+        ("file:///tmp/mlruns", False),
+        ("postgresql://db/mlflow", False),
+    ],
+)
+def test_is_server_tells_servers_from_local_stores(uri, server):
+    assert is_server(uri) is server

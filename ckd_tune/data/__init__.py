@@ -14,6 +14,7 @@ per item), which the training loop uses to batch similar lengths together, and `
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -27,6 +28,21 @@ if TYPE_CHECKING:
 Metric = Callable[[np.ndarray, np.ndarray], dict[str, float]]
 SPLITS = ("train", "val", "test")
 TEACHER_SPLIT = "teacher_train"
+CONTEXTS = {"train": "training", "val": "validation", "test": "test", TEACHER_SPLIT: "training"}
+"""What each split is used for, in MLflow's dataset-context words."""
+
+
+@dataclass(frozen=True)
+class DatasetInput:
+    """One split as a run's input: ``name`` (``"glue/sst2/train"``), ``digest`` of the examples
+    actually used, ``source`` (a local directory, or a hub id such as ``hf://datasets/...``),
+    ``context`` (``training``, ``validation``, ``test``) and ``size`` (examples)."""
+
+    name: str
+    digest: str
+    source: str
+    context: str
+    size: int
 
 
 @dataclass
@@ -44,6 +60,20 @@ class TaskData:
     fingerprint: str  # changes whenever the examples or the split settings change
     # The teacher's own training examples (disjoint from train and val); None: it trains on train.
     teacher_train: Dataset | None = None
+    source: str = ""  # where the examples came from: a local directory or a hub id
+
+    def dataset_inputs(self, splits: Sequence[str]) -> list[DatasetInput]:
+        """``splits`` described as run inputs (each split's ``digest()`` names its examples)."""
+        return [
+            DatasetInput(
+                name=f"{self.name}/{name}",
+                digest=split_digest(getattr(self, name)),
+                source=self.source,
+                context=CONTEXTS[name],
+                size=len(getattr(self, name)),
+            )
+            for name in splits
+        ]
 
     def split(self, name: str) -> Dataset:
         """The split called ``name`` (one of :data:`SPLITS`)."""
@@ -66,6 +96,21 @@ class TaskData:
             mean = float(np.mean(words)) if words is not None and len(words) > 0 else None
             result[name] = {"size": len(dataset), "mean_words": mean}
         return result
+
+
+def split_digest(dataset: Dataset) -> str:
+    """A fingerprint of a split's examples: its own ``digest()`` when it has one (the GLUE and
+    CIFAR splits), else a sha256 over every item's fields as arrays (deterministic items)."""
+    own = getattr(dataset, "digest", None)
+    if callable(own):
+        return own()
+    digest = hashlib.sha256()
+    for i in range(len(dataset)):
+        for key, value in sorted(dataset[i].items()):
+            array = np.asarray(value.detach().cpu() if hasattr(value, "detach") else value)
+            digest.update(f"{key}:{array.dtype}:{array.shape}".encode())
+            digest.update(array.tobytes())
+    return digest.hexdigest()[:16]
 
 
 def item_lengths(dataset: Dataset) -> Sequence[int] | None:

@@ -57,7 +57,7 @@ from ckd_tune.data import TaskData
 from ckd_tune.data.splits import check_split_settings, split_task
 from ckd_tune.data.tasks import CIFAR_NUM_CLASSES, check_cifar_name
 from ckd_tune.errors import DataNotFoundError, UserInputError
-from ckd_tune.fingerprint import fingerprint
+from ckd_tune.fingerprint import bytes_sha256, fingerprint
 
 __all__ = [
     "CIFAR_MEAN",
@@ -171,10 +171,17 @@ class CifarSplit(Dataset):
         self.classes = list(classes)
         self.transform = transform
         self.random_transform = random_transform
+        self._digest: str | None = None
 
     def __len__(self) -> int:
         """Number of items."""
         return len(self.images)
+
+    def digest(self) -> str:
+        """A fingerprint of the examples: the decoded images and their labels."""
+        if self._digest is None:
+            self._digest = bytes_sha256(self.images.numpy().tobytes() + self.labels.tobytes())[:16]
+        return self._digest
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         """``{"pixel_values": float32 3 x 32 x 32, "labels": int, "index": int}``."""
@@ -298,6 +305,7 @@ def load_cifar(
         main_metric="accuracy",
         fingerprint=data_fp,
         teacher_train=teacher_train,
+        source=str(source.path.resolve()),
     )
 
 

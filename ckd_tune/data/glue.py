@@ -296,12 +296,19 @@ class TokenizedSplit(Dataset):
         self.labels: np.ndarray = np.array([item["labels"] for item in items], dtype=dtype)
         self.lengths: list[int] = [len(item["input_ids"]) for item in items]
         self.words: list[int] | None = None if words is None else [int(w) for w in words]
+        self._digest: str | None = None
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         return dict(self.items[i])
+
+    def digest(self) -> str:
+        """A fingerprint of the examples as the model sees them (token ids and labels)."""
+        if self._digest is None:
+            self._digest = fingerprint(self.items)
+        return self._digest
 
 
 class PadCollate:
@@ -465,6 +472,11 @@ def load_glue(
         main_metric=spec.main_metric,
         fingerprint=fingerprint(settings),
         teacher_train=teacher_train,
+        source=(
+            str((Path(data_dir) / spec.dir_name).resolve())
+            if data_dir is not None
+            else f"hf://datasets/{HUB_DATASET}/{spec.name}"
+        ),
     )
 
 

@@ -21,6 +21,7 @@ import torch
 
 from ckd_tune.report.formatting import redact_uri, seed_list, shown_path
 from ckd_tune.report.markdown import render_markdown
+from ckd_tune.report.mlflow_models import input_example, log_student_model, register_model
 from ckd_tune.report.plots import (
     PLOTS,
     plot_schedules,
@@ -60,6 +61,7 @@ class ReportSetup:
     # method -> its space's numeric ranges {"name", "low", "high", "log"} (the range check)
     spaces: dict[str, list[dict[str, Any]]] | None = None
     positive_control: bool = True  # re-run kd on shuffled teacher logits too
+    register_model: str | None = None  # register the best student under this name
 
 
 def space_ranges(space: Any) -> list[dict[str, Any]]:
@@ -153,11 +155,13 @@ def make_report(
     if mlflow_on:
         _delete_old_reruns(client, setup.experiment_id, setup.sweep)
 
+    inputs = prepared.data.dataset_inputs(["train", "val", "test"]) if mlflow_on else []
+
     def log_one(record: dict[str, Any]) -> str | None:
         if not mlflow_on:
             return None
         return _log_rerun(
-            client, setup.experiment_id, tags, record, configs[record["method"]], metric
+            client, setup.experiment_id, tags, record, configs[record["method"]], inputs
         )
 
     control = " + the positive control" if len(jobs) > len(configs) * len(seeds) else ""
@@ -188,12 +192,25 @@ def make_report(
         labels=prepared.data.test.labels,
         spaces=setup.spaces,
     )
+    log_models = mlflow_on and setup.tracking_uri is not None
+    example = input_example(prepared.data, prepared.build_student) if log_models else None
     for method, best in collector.best.items():  # the control arm keeps no student
-        results["methods"][method]["model"] = _save_best(
-            prepared, best, report_dir / "models" / method, setup, metric
-        )
+        model, info = _save_best(prepared, best, report_dir, method, setup, metric)
+        run_id = best["record"].get("run_id")
+        if log_models and run_id:
+            info["mlflow_uri"] = log_student_model(
+                model,
+                prepared.build_student,
+                tracking_uri=setup.tracking_uri,
+                run_id=run_id,
+                input_example=example,
+            )
+        results["methods"][method]["model"] = info
     for m in results["methods"].values():
         m.setdefault("model", None)
+    results["registered_model"] = (
+        _register_best(results["methods"], setup) if setup.register_model else None
+    )
 
     traces = _search_traces(client, setup, list(results["methods"])) if mlflow_on else {}
     schedules = schedule_curves(configs)
@@ -266,13 +283,34 @@ def write_plots(results: Mapping[str, Any], report_dir: Path) -> None:
     )
 
 
+def _register_best(methods: Mapping[str, Any], setup: ReportSetup) -> dict[str, Any] | None:
+    """Register the logged student with the highest validation score as ``setup.register_model``."""
+    logged = [(n, m["model"]) for n, m in methods.items() if (m["model"] or {}).get("mlflow_uri")]
+    if not logged or setup.tracking_uri is None or setup.register_model is None:
+        print("report: no student was logged to MLflow; nothing to register", flush=True)
+        return None
+    method, model = max(logged, key=lambda item: item[1]["val_score"])  # first one on ties
+    name = setup.register_model
+    version = register_model(model["mlflow_uri"], name, tracking_uri=setup.tracking_uri)
+    print(
+        f"report: registered {method}'s student (seed {model['seed']}, val "
+        f"{model['val_score']:.4f}) as models:/{name}/{version}",
+        flush=True,
+    )
+    return {"name": name, "version": version, "method": method, "uri": f"models:/{name}/{version}"}
+
+
 def _save_best(
     prepared: PreparedBench,
     best: Mapping[str, Any],
-    directory: Path,
+    report_dir: Path,
+    method: str,
     setup: ReportSetup,
     metric: str,
-) -> dict[str, Any]:
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Save ``method``'s best student under ``report_dir/models``; the model and its description
+    (``path`` relative to the report directory)."""
+    directory = report_dir / "models" / method
     record = best["record"]
     model = prepared.build_student(record["seed"])
     model.load_state_dict(best["state"])
@@ -291,13 +329,14 @@ def _save_best(
     }
     save_student(model.cpu(), directory, prepared.build_student, info)
     meta = json.loads((directory / STUDENT_JSON).read_text())
-    return {
-        "path": shown_path(directory),
+    return model, {
+        "path": directory.relative_to(report_dir).as_posix(),
         "format": meta["format"],
         "seed": record["seed"],
         "val_score": record["val_score"],
         "test_score": record["test_score"],
         "parameters": int(sum(p.numel() for p in model.parameters())),
+        "mlflow_uri": None,
     }
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ckd_tune.errors import UserInputError
 from ckd_tune.report.formatting import redact_uri
+from ckd_tune.report.mlflow_models import REGISTER_HELP
 from ckd_tune.search.plan import default_gpus, trial_device
 from ckd_tune.search.summary import MethodSummary
 
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-ray", action="store_true", help="run the re-runs one after another in this process"
     )
+    p.add_argument("--register-model", metavar="NAME", help=REGISTER_HELP)
     return p
 
 
@@ -246,5 +248,6 @@ def _prepare(
         device=device,
         cpus_per_run=args.cpus_per_run,
         gpus_per_run=gpus,
+        register_model=args.register_model,
     )
     return setup, prepared, summaries

@@ -231,20 +231,31 @@ def render_markdown(results: Mapping[str, Any]) -> str:
     if saved:
         lines += [
             "For each method, the student of the seed with the best **validation** score (not "
-            "test, so the choice stays honest), at its best validation epoch:",
+            "test, so the choice stays honest), at its best validation epoch; `path` is relative "
+            "to this report's directory, `MLflow model` is the same student logged to its "
+            "re-run's MLflow run:",
             "",
-            f"| method | seed | val {metric} | test {metric} | path |",
-            "|---|---|---|---|---|",
+            f"| method | seed | val {metric} | test {metric} | path | MLflow model |",
+            "|---|---|---|---|---|---|",
         ]
         for name, info in saved.items():
+            uri = f"`{info['mlflow_uri']}`" if info.get("mlflow_uri") else "—"
             lines.append(
                 f"| {name} | {info['seed']} | {_num(info['val_score'])} | "
-                f"{_num(info['test_score'])} | `{info['path']}` |"
+                f"{_num(info['test_score'])} | `{info['path']}` | {uri} |"
             )
+        registered = results.get("registered_model")
+        if registered:
+            lines += [
+                "",
+                f"Registered in the MLflow Model Registry: {registered['method']}'s student as "
+                f"`{registered['uri']}`.",
+            ]
         first = next(iter(saved.values()))
         lines += [
             "",
-            "Load one with a single call (returns a `torch.nn.Module` in eval mode):",
+            "Load one with a single call from this directory (returns a `torch.nn.Module` in "
+            "eval mode):",
             "",
             "```python",
             "from ckd_tune.report import load_student",
@@ -252,6 +263,18 @@ def render_markdown(results: Mapping[str, Any]) -> str:
             "```",
             "",
         ]
+        if first.get("mlflow_uri"):
+            lines += [
+                "or as an MLflow model from anywhere the tracking server is reachable (text in, "
+                "label and score out for text students; normalised images in, logits out for "
+                "vision students):",
+                "",
+                "```python",
+                "import mlflow",
+                f'model = mlflow.pyfunc.load_model("{first["mlflow_uri"]}")',
+                "```",
+                "",
+            ]
         if first.get("format") == "transformers":
             lines += [
                 "The directory is also a plain Hugging Face model with its tokenizer "

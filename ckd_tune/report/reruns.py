@@ -21,6 +21,7 @@ from ckd_tune.errors import NonFiniteLossError
 
 if TYPE_CHECKING:
     from ckd_tune.benches import PreparedBench
+    from ckd_tune.data import DatasetInput
 
 CONTROL = "kd_shuffled_teacher"  # the positive control's row: kd from mismatched teacher logits
 
@@ -160,20 +161,25 @@ def _log_rerun(
     tags: Mapping[str, str],
     record: Mapping[str, Any],
     flat_config: Mapping[str, Any],
-    metric: str,
+    inputs: Sequence[DatasetInput] = (),
 ) -> str:
-    """One MLflow run for one re-run: config params, per-epoch metrics, test metrics, status."""
+    """One MLflow run for one re-run (named ``kd-seed2``): config params, the datasets it used,
+    per-epoch metrics, test metrics, status."""
     from mlflow.entities import Metric, Param, RunTag
+
+    from ckd_tune.tracking import log_datasets
 
     run_tags = {
         **tags,
         "method": record["method"],
         "arm": record["arm"],
         "seed": str(record["seed"]),
-        "mlflow.runName": f"{record['arm']} seed {record['seed']}",
+        "mlflow.runName": f"{record['arm']}-seed{record['seed']}",
     }
-    run_id = client.create_run(experiment_id, tags=run_tags).info.run_id
-    now = int(time.time() * 1000)
+    now = int(time.time() * 1000)  # the run is logged when the re-run has ended
+    start = now - int(1000 * float(record.get("seconds") or 0.0))
+    run_id = client.create_run(experiment_id, start_time=start, tags=run_tags).info.run_id
+    log_datasets(client, run_id, inputs)
     config = {**flat_config, "method": record["method"], "seed": record["seed"]}
     params = [Param(k, str(v)) for k, v in sorted(config.items())]
     metrics = [
@@ -194,10 +200,10 @@ def _log_rerun(
     for i in range(0, len(metrics), 1000):
         client.log_batch(run_id, metrics=metrics[i : i + 1000])
     if record["status"] == "ok":
-        client.set_terminated(run_id, status="FINISHED")
+        client.set_terminated(run_id, status="FINISHED", end_time=now)
     else:
         client.log_batch(run_id, tags=[RunTag("failure_reason", str(record.get("error"))[:5000])])
-        client.set_terminated(run_id, status="FAILED")
+        client.set_terminated(run_id, status="FAILED", end_time=now)
     return run_id
 
 

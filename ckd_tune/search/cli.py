@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from ckd_tune.errors import UserInputError
+from ckd_tune.report.mlflow_models import REGISTER_HELP
 from ckd_tune.search.plan import Plan, make_plan
-from ckd_tune.tracking_uri import redact, ui_link
+from ckd_tune.tracking_uri import is_server, redact, ui_link
 
 if TYPE_CHECKING:
     from ckd_tune.benches import PreparedBench
@@ -161,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-report", action="store_true", help="stop after the search (no seed re-runs)"
     )
+    p.add_argument("--register-model", metavar="NAME", help=f"report: {REGISTER_HELP}")
     p.add_argument(
         "--resume",
         action="store_true",
@@ -202,7 +204,7 @@ def run(plan: Plan) -> int:
     import ray
 
     from ckd_tune.benches import get_bench
-    from ckd_tune.search.summary import write_summary
+    from ckd_tune.search.summary import METRIC, open_sweep_run, write_summary
     from ckd_tune.search.table import mlflow_pointer, print_table
     from ckd_tune.search.tuner import SweepInterrupted, search_method
     from ckd_tune.tracking import get_experiment_id, open_client
@@ -242,18 +244,26 @@ def run(plan: Plan) -> int:
         _write_sweep_meta(plan)
         experiment = args.experiment or prepared.experiment_name
         client = open_client(plan.tracking_uri)
-        experiment_id = get_experiment_id(client, experiment, plan.sweep_dir.parent / "mlartifacts")
+        # a local store keeps artifacts beside the sweeps; a server keeps its own (served ones
+        # included), never a path of this driver that the cluster's workers may not see
+        artifacts = None if is_server(plan.tracking_uri) else plan.sweep_dir.parent / "mlartifacts"
+        experiment_id = get_experiment_id(client, experiment, artifacts)
+        summary_run = open_sweep_run(plan, prepared, client, experiment_id)
         try:
-            summaries = [search_method(plan, prepared, m, experiment_id) for m in plan.methods]
+            summaries = [
+                search_method(plan, prepared, m, experiment_id, summary_run) for m in plan.methods
+            ]
         except SweepInterrupted:
+            client.set_terminated(summary_run, status="KILLED")  # --resume marks it RUNNING
             print(INTERRUPTED, file=sys.stderr, flush=True)
             return 130
-        summary_run = write_summary(plan, prepared, summaries, client, experiment_id)
+        write_summary(plan, prepared, summaries, client, experiment_id, summary_run)
         print_table(
             summaries,
             {m: space.param_names for m, space in plan.spaces.items()},
             mlflow_pointer(experiment, experiment_id, summary_run, plan.tracking_uri)
-            + f"\nruns table: {ui_link(plan.tracking_uri, experiment_id)}",
+            + f"\nruns table: {ui_link(plan.tracking_uri, experiment_id)}"
+            + f"\nevery run, best first: {ui_link(plan.tracking_uri, experiment_id, METRIC)}",
             plan.sweep_dir,
         )
         if not args.no_report:
@@ -288,6 +298,7 @@ def report_setup(plan: Plan, experiment_id: str, summary_run: str) -> ReportSetu
         cpus_per_run=plan.cpus_per_trial,
         gpus_per_run=plan.gpus_per_trial,
         spaces={m: space_ranges(space) for m, space in plan.spaces.items()},
+        register_model=args.register_model,
     )
 
 

@@ -67,36 +67,41 @@ def summarise(
     )
 
 
+def open_sweep_run(plan: Plan, prepared: PreparedBench, client: Any, experiment_id: str) -> str:
+    """The sweep's MLflow parent run (``sweep glue/sst2 quick``; reused on resume), under which
+    every trial and re-run nests and which ends up holding the summary and the report."""
+    from ckd_tune.tracking import sweep_run
+
+    tags = {
+        "bench": prepared.bench,
+        "task": prepared.task,
+        "method": "all",
+        "searcher": plan.args.searcher,
+        "seed": str(plan.args.seed),
+        "profile": plan.args.profile,
+    }
+    name = f"sweep {prepared.data.name} {plan.args.profile}"
+    return sweep_run(client, experiment_id, plan.sweep, tags, name)
+
+
 def write_summary(
     plan: Plan,
     prepared: PreparedBench,
     summaries: list[MethodSummary],
     client: Any,
     experiment_id: str,
-) -> str:
-    """The sweep's MLflow summary run (one per sweep, reused on resume): best configs and budget.
+    run_id: str,
+) -> None:
+    """Best configs and budget into the sweep's run ``run_id`` (see :func:`open_sweep_run`).
 
     Fills in each summary's ``best_run_id`` (the best trial's MLflow run) and writes
-    ``<sweep>/summary.json``; returns the summary run's id.
+    ``<sweep>/summary.json``.
     """
     from mlflow.entities import Metric, Param
 
     from ckd_tune import cache
-    from ckd_tune.tracking import ROLE_SUMMARY, find_run
+    from ckd_tune.tracking import find_run
 
-    tags = {"sweep": plan.sweep, "role": ROLE_SUMMARY}
-    run_id = find_run(client, experiment_id, tags)
-    if run_id is None:
-        all_tags = {
-            **tags,
-            "bench": prepared.bench,
-            "task": prepared.task,
-            "method": "all",
-            "searcher": plan.args.searcher,
-            "seed": str(plan.args.seed),
-            "mlflow.runName": f"{plan.sweep} summary",
-        }
-        run_id = client.create_run(experiment_id, tags=all_tags).info.run_id
     for s in summaries:
         s.best_run_id = s.best_trial and find_run(
             client,
@@ -131,7 +136,6 @@ def write_summary(
         "summary.json",
     )
     cache.write_json([asdict(s) for s in summaries], plan.sweep_dir / "summary.json")
-    return run_id
 
 
 def sweep_request(plan: Plan, prepared: PreparedBench) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ckd_tune.report.formatting import fmt_value
 from ckd_tune.search.summary import MethodSummary
-from ckd_tune.tracking_uri import redact
+from ckd_tune.tracking_uri import is_server, redact
 
 HEADER = ("method", "best val", "trials (failed)", "trial-epochs", "wall", "best config")
 
@@ -56,7 +56,7 @@ def print_table(
 
 def mlflow_pointer(experiment: str, experiment_id: str, summary_run: str, uri: str) -> str:
     """Where the sweep's runs are and how to view them (the tracking URI without credentials)."""
-    return (
-        f"MLflow experiment {experiment!r} (id {experiment_id}), summary run {summary_run}; "
-        f"view with: mlflow ui --backend-store-uri {redact(uri)}"
-    )
+    where = f"MLflow experiment {experiment!r} (id {experiment_id}), sweep run {summary_run}"
+    if is_server(uri):
+        return f"{where} on {redact(uri)}"
+    return f"{where}; view with: mlflow ui --backend-store-uri {redact(uri)}"

@@ -29,9 +29,10 @@ class SweepInterrupted(Exception):
 
 
 def search_method(
-    plan: Plan, prepared: PreparedBench, method: str, experiment_id: str
+    plan: Plan, prepared: PreparedBench, method: str, experiment_id: str, parent_run_id: str
 ) -> MethodSummary:
-    """Run (or resume, or reuse the finished) search of one method.
+    """Run (or resume, or reuse the finished) search of one method, its trials' MLflow runs
+    nested under the sweep's run ``parent_run_id``.
 
     Raises :class:`SweepInterrupted` if Ray Tune stopped before every trial ended (Ctrl-C).
     """
@@ -59,7 +60,14 @@ def search_method(
         "seed": str(args.seed),
         "profile": args.profile,
     }
-    tracker = MLflowTrialCallback(plan.tracking_uri, experiment_id, tags, max_epochs=plan.epochs)
+    tracker = MLflowTrialCallback(
+        plan.tracking_uri,
+        experiment_id,
+        tags,
+        max_epochs=plan.epochs,
+        parent_run_id=parent_run_id,
+        inputs=prepared.data.dataset_inputs(["train", "val"]),
+    )
     callbacks: list[Any] = [tracker]
     if not args.quiet:
         callbacks.append(ProgressPrinter(method, method_samples(plan, method)))
