@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from typing import Any, TextIO
@@ -22,7 +23,7 @@ class ProgressPrinter(Callback):
         self.num_samples = num_samples
         self.interval = interval
         self._stream = stream  # None: sys.stdout as it is when printing
-        self._last = 0.0
+        self._last = -math.inf  # the first result prints (monotonic time may start near 0)
 
     @property
     def stream(self) -> TextIO:

@@ -192,19 +192,11 @@ def make_report(
         labels=prepared.data.test.labels,
         spaces=setup.spaces,
     )
-    log_models = mlflow_on and setup.tracking_uri is not None
-    example = input_example(prepared.data, prepared.build_student) if log_models else None
     for method, best in collector.best.items():  # the control arm keeps no student
         model, info = _save_best(prepared, best, report_dir, method, setup, metric)
         run_id = best["record"].get("run_id")
-        if log_models and run_id:
-            info["mlflow_uri"] = log_student_model(
-                model,
-                prepared.build_student,
-                tracking_uri=setup.tracking_uri,
-                run_id=run_id,
-                input_example=example,
-            )
+        if mlflow_on and setup.tracking_uri is not None and run_id:
+            info["mlflow_uri"] = _log_model(model, prepared, setup.tracking_uri, run_id, method)
         results["methods"][method]["model"] = info
     for m in results["methods"].values():
         m.setdefault("model", None)
@@ -281,6 +273,25 @@ def write_plots(results: Mapping[str, Any], report_dir: Path) -> None:
         teacher=teacher.get("test"),
         failed=[n for n, m in methods.items() if m["status"] == "failed"],
     )
+
+
+def _log_model(
+    model: torch.nn.Module, prepared: PreparedBench, tracking_uri: str, run_id: str, method: str
+) -> str | None:
+    """``model`` as an MLflow model of its re-run's run; None (with a warning) if that fails:
+    the student is saved in the report either way, and a report is never lost to MLflow."""
+    try:
+        example = input_example(prepared.data, model, prepared.build_student)
+        return log_student_model(
+            model,
+            prepared.build_student,
+            tracking_uri=tracking_uri,
+            run_id=run_id,
+            input_example=example,
+        )
+    except Exception as err:
+        print(f"report: {method}: could not log the student as an MLflow model ({err})", flush=True)
+        return None
 
 
 def _register_best(methods: Mapping[str, Any], setup: ReportSetup) -> dict[str, Any] | None:

@@ -134,23 +134,23 @@ def register_model(model_uri: str, name: str, *, tracking_uri: str) -> str:
     return str(version.version)
 
 
-def input_example(data: TaskData, build_student: Any, count: int = 2) -> Any:
-    """The first ``count`` test examples in the form the logged model takes.
+def input_example(data: TaskData, student: nn.Module, build_student: Any, count: int = 2) -> Any:
+    """The first ``count`` test examples in the form the logged ``student`` takes.
 
-    Text students (a :class:`ckd_tune.models.TextModelSpec`): the texts recovered from the token
-    ids (a string each, or ``{"text", "text_pair"}`` for sentence pairs, split at the
-    tokenizer's separator); other students: a float32 array of the items' one model input (the
-    normalised images of a CIFAR split).
+    Text students (Hugging Face models): the texts recovered from the token ids (a string each,
+    or ``{"text", "text_pair"}`` for sentence pairs, split at the tokenizer's separator); other
+    students: a float32 array of the items' one model input (the normalised images of a CIFAR
+    split).
     """
     import numpy as np
 
-    from ckd_tune.models import TextModelSpec, load_tokenizer
+    from ckd_tune.models import load_tokenizer
 
     items = [data.test[i] for i in range(min(count, len(data.test)))]
-    if not isinstance(build_student, TextModelSpec):
+    if not hasattr(student, "save_pretrained"):
         (key,) = [k for k in items[0] if k not in ("labels", "index")]
         return np.stack([np.asarray(item[key], dtype=np.float32) for item in items])
-    tokenizer = load_tokenizer(build_student.name_or_path)
+    tokenizer = load_tokenizer(_tokenizer_source(student, build_student))
     examples: list[Any] = []
     for item in items:
         parts, current = [], []
@@ -180,13 +180,9 @@ def _log_text_student(
 ) -> None:
     import mlflow.transformers
 
-    from ckd_tune.models import TextModelSpec, load_tokenizer
+    from ckd_tune.models import load_tokenizer
 
-    source = (
-        build_student.name_or_path
-        if isinstance(build_student, TextModelSpec)
-        else student.config.name_or_path
-    )
+    source = _tokenizer_source(student, build_student)
     tokenizer = load_tokenizer(source)
     card = _model_card(student, source)
     with _evaluating(student), _hub_offline():
@@ -207,6 +203,16 @@ def _log_text_student(
             run_id=run_id,
             model_id=model.model_id,
         )
+
+
+def _tokenizer_source(student: nn.Module, build_student: Any) -> str:
+    """Where a text student's tokenizer comes from: the builder's model (a
+    :class:`ckd_tune.models.TextModelSpec`), else the model's own ``name_or_path``."""
+    from ckd_tune.models import TextModelSpec
+
+    if isinstance(build_student, TextModelSpec):
+        return build_student.name_or_path
+    return student.config.name_or_path
 
 
 def _text_signature(input_example: Any) -> Any:
