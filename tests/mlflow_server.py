@@ -117,10 +117,12 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def mlflow_server(root: Path, *, timeout: float = START_TIMEOUT) -> Iterator[str]:
+def mlflow_server(
+    root: Path, *, backend_store_uri: str | None = None, timeout: float = START_TIMEOUT
+) -> Iterator[str]:
     """Run ``mlflow server`` on 127.0.0.1 (a free port, one worker) while the block runs.
 
-    Backend ``sqlite:///<root>/mlflow.db``; artifacts served by the server
+    Backend ``backend_store_uri`` (default ``sqlite:///<root>/mlflow.db``); artifacts served by the server
     (``--serve-artifacts``) from ``<root>/mlartifacts``; the server's output goes to
     ``<root>/mlflow-server.log`` and its working directory is ``root``. Yields the base URL
     ``http://127.0.0.1:<port>`` once ``GET /health`` answers 200; raises RuntimeError with
@@ -132,7 +134,7 @@ def mlflow_server(root: Path, *, timeout: float = START_TIMEOUT) -> Iterator[str
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     cmd = [*mlflow_command(), "server", "--host", "127.0.0.1", "--port", str(port)]
-    cmd += ["--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}"]
+    cmd += ["--backend-store-uri", backend_store_uri or f"sqlite:///{root / 'mlflow.db'}"]
     cmd += ["--serve-artifacts", "--artifacts-destination", str(root / "mlartifacts")]
     cmd += ["--workers", "1"]
     env = dict(os.environ)

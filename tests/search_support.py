@@ -8,11 +8,9 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -113,12 +111,6 @@ def reported(method_dir: Path) -> bool:
     return any(p.stat().st_size > 0 for p in method_dir.glob("*/result.json"))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def mlflow_runs(db: str, sweep: str) -> list:
     from mlflow.tracking import MlflowClient
 
@@ -185,14 +177,6 @@ def plan_for(tmp_path: Path, glue_dir: Path, *extra: str) -> Plan:
 
 def ok(proc: subprocess.CompletedProcess) -> None:
     assert proc.returncode == 0, f"status {proc.returncode}\n{proc.stdout}\n{proc.stderr[-4000:]}"
-
-
-def healthy(uri: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 def stop_session(sid: int, grace: float = 5.0) -> None:

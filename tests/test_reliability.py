@@ -44,23 +44,20 @@ if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
 import fault_injection  # noqa: E402  (needs TESTS on sys.path)
+from mlflow_server import mlflow_server  # noqa: E402
 from search_support import (  # noqa: E402
-    BIN,
     EXPERIMENT,
     REPO,
     SWEEP_TIMEOUT,
     check_one_run_per_trial,
     cli,
     cli_env,
-    free_port,
-    healthy,
     kill_group,
     lines,
     mlflow_runs,
     no_ray_left_fixture,  # noqa: F401  (an autouse fixture)
     ok,
     ray_trial_ids,
-    stop_session,
     sweep_args,
     trial_runs,
 )
@@ -116,17 +113,6 @@ def finished(directory: Path) -> list[Path]:
     return [p for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")]
 
 
-def start_mlflow_server(tmp: Path, backend: str) -> tuple[subprocess.Popen, str]:
-    """A real ``mlflow server`` on 127.0.0.1 over ``backend``, in a session of its own."""
-    port = free_port()
-    cmd = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port)]
-    cmd += ["--backend-store-uri", backend, "--workers", "1"]
-    cmd += ["--default-artifact-root", str(tmp / "artifacts")]
-    with open(tmp / "server.log", "w") as log:
-        server = subprocess.Popen(cmd, cwd=tmp, stdout=log, stderr=log, start_new_session=True)
-    return server, f"http://127.0.0.1:{port}"
-
-
 def watch(procs: dict[str, subprocess.Popen], events: dict, timeout: float) -> None:
     """Poll sweeps running at once: ``events[what] = (sweep, predicate, action)`` runs
     ``action()`` once ``predicate()`` holds. Fails if a sweep ends while one of its events is
@@ -166,7 +152,8 @@ def test_faults_lose_nothing(tmp_path, glue_dir, shared_cache):
     teachers, logits = cache_dir / "teachers", cache_dir / "logits"
     db = f"sqlite:///{tmp_path / 'mlflow.db'}"
     # sweep b reaches the same database through a server, with a password in its URI
-    server, plain_uri = start_mlflow_server(tmp_path, db)
+    server = contextlib.ExitStack()  # the server runs until the end of the test
+    plain_uri = server.enter_context(mlflow_server(tmp_path / "server", backend_store_uri=db))
     secret = f"s3cret-{secrets.token_hex(6)}"
     uri_b = plain_uri.replace("http://", f"http://ckd:{secret}@")
     out0, out_a, out_b = tmp_path / "runs0", tmp_path / "runs_a", tmp_path / "runs_b"
@@ -194,11 +181,6 @@ def test_faults_lose_nothing(tmp_path, glue_dir, shared_cache):
         killed_trial.append(trial)
 
     try:
-        deadline = time.monotonic() + 120
-        while not healthy(plain_uri):  # the server has created the database's tables
-            assert server.poll() is None, read(tmp_path / "server.log")[-3000:]
-            assert time.monotonic() < deadline, "the MLflow server did not start"
-            time.sleep(0.5)
         try:
             # 1. SIGKILL a driver (and all it started) while it fine-tunes the teacher; the
             # build's temp dir exists from just before training to its publication
@@ -292,8 +274,7 @@ def test_faults_lose_nothing(tmp_path, glue_dir, shared_cache):
         assert f"report: replacing {len(deleted)} re-run(s) of an earlier report" in resumed.stdout
         assert mlflow_runs(db, "k") == []  # killed before it tracked anything
     finally:
-        stop_session(server.pid)
-        server.wait(timeout=30)
+        server.close()
 
 
 def _check_sweeps_at_once(

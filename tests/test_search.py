@@ -9,6 +9,7 @@ test_search_summary.py, test_search_table.py.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -28,6 +29,7 @@ if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
 import fault_injection  # noqa: E402  (needs TESTS on sys.path)
+from mlflow_server import free_port, mlflow_server  # noqa: E402
 from search_support import (  # noqa: E402
     ALL_METHODS,
     BIN,
@@ -37,8 +39,6 @@ from search_support import (  # noqa: E402
     check_one_run_per_trial,
     cli,
     cli_env,
-    free_port,
-    healthy,
     kill_group,
     lines,
     mlflow_runs,
@@ -312,27 +312,21 @@ def test_sweep_on_a_ray_cluster_logging_to_an_mlflow_server(tmp_path, glue_dir, 
     """
     ray_tmp = Path(tempfile.mkdtemp(prefix="ckr", dir="/tmp"))  # short: Ray's socket paths
     env = cli_env(RAY_TMPDIR=str(ray_tmp))
-    mlflow_port, ray_port = free_port(), free_port()
-    uri = f"http://127.0.0.1:{mlflow_port}"
-    server_cmd = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(mlflow_port)]
-    server_cmd += ["--backend-store-uri", f"sqlite:///{tmp_path / 'srv.db'}", "--workers", "1"]
-    server_cmd += ["--default-artifact-root", str(tmp_path / "artifacts")]
     head_cmd = [str(BIN / "ray"), "start", "--head", "--block", "--num-cpus", "2"]
-    head_cmd += ["--port", str(ray_port), "--disable-usage-stats", "--include-dashboard", "false"]
-    with open(tmp_path / "server.log", "w") as server_log, open(tmp_path / "head.log", "w") as log:
-        server = subprocess.Popen(
-            server_cmd, cwd=tmp_path, stdout=server_log, stderr=server_log, start_new_session=True
-        )
+    head_cmd += ["--port", str(free_port()), "--disable-usage-stats", "--include-dashboard"]
+    head_cmd += ["false"]
+    with open(tmp_path / "head.log", "w") as log:
         head = subprocess.Popen(
             head_cmd, cwd=tmp_path, env=env, stdout=log, stderr=log, start_new_session=True
         )
+    server = contextlib.ExitStack()
     try:
+        uri = server.enter_context(mlflow_server(tmp_path / "mlflow"))
         address_file = ray_tmp / "ray" / "ray_current_cluster"
         deadline = time.monotonic() + 120
-        while not (address_file.is_file() and healthy(uri)):
-            assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
+        while not address_file.is_file():
             assert head.poll() is None, (tmp_path / "head.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "the Ray head or the MLflow server did not start"
+            assert time.monotonic() < deadline, "the Ray head did not start"
             time.sleep(0.5)
 
         args = sweep_args(tmp_path / "runs", uri, cache_dir, glue_dir)
@@ -359,7 +353,6 @@ def test_sweep_on_a_ray_cluster_logging_to_an_mlflow_server(tmp_path, glue_dir, 
         assert len([r for r in runs if r.data.tags.get("role") == "summary"]) == 1
     finally:
         stop_session(head.pid)
-        stop_session(server.pid)
         head.wait(timeout=30)
-        server.wait(timeout=30)
+        server.close()
         shutil.rmtree(ray_tmp, ignore_errors=True)
