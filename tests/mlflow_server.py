@@ -118,12 +118,18 @@ def _stop(proc: subprocess.Popen) -> None:
 
 @contextlib.contextmanager
 def mlflow_server(
-    root: Path, *, backend_store_uri: str | None = None, timeout: float = START_TIMEOUT
+    root: Path,
+    *,
+    backend_store_uri: str | None = None,
+    default_artifact_root: Path | None = None,
+    timeout: float = START_TIMEOUT,
 ) -> Iterator[str]:
     """Run ``mlflow server`` on 127.0.0.1 (a free port, one worker) while the block runs.
 
-    Backend ``backend_store_uri`` (default ``sqlite:///<root>/mlflow.db``); artifacts served by the server
-    (``--serve-artifacts``) from ``<root>/mlartifacts``; the server's output goes to
+    Backend ``backend_store_uri`` (default ``sqlite:///<root>/mlflow.db``); artifacts served by
+    the server (``--serve-artifacts``) from ``<root>/mlartifacts``, or, with
+    ``default_artifact_root``, kept in that directory (for clients that also reach the
+    backend store directly, which cannot write served artifacts); the server's output goes to
     ``<root>/mlflow-server.log`` and its working directory is ``root``. Yields the base URL
     ``http://127.0.0.1:<port>`` once ``GET /health`` answers 200; raises RuntimeError with
     the tail of the server's log if the server exits first or does not answer within
@@ -135,7 +141,10 @@ def mlflow_server(
     url = f"http://127.0.0.1:{port}"
     cmd = [*mlflow_command(), "server", "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--backend-store-uri", backend_store_uri or f"sqlite:///{root / 'mlflow.db'}"]
-    cmd += ["--serve-artifacts", "--artifacts-destination", str(root / "mlartifacts")]
+    if default_artifact_root is None:
+        cmd += ["--serve-artifacts", "--artifacts-destination", str(root / "mlartifacts")]
+    else:  # new experiments keep their artifacts in this directory, not behind the server
+        cmd += ["--default-artifact-root", str(default_artifact_root)]
     cmd += ["--workers", "1"]
     env = dict(os.environ)
     env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")

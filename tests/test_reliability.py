@@ -152,8 +152,14 @@ def test_faults_lose_nothing(tmp_path, glue_dir, shared_cache):
     teachers, logits = cache_dir / "teachers", cache_dir / "logits"
     db = f"sqlite:///{tmp_path / 'mlflow.db'}"
     # sweep b reaches the same database through a server, with a password in its URI
+    # the server's experiments keep artifacts in a directory (not served): the sweeps that
+    # reach the database directly log artifacts into them too
     server = contextlib.ExitStack()  # the server runs until the end of the test
-    plain_uri = server.enter_context(mlflow_server(tmp_path / "server", backend_store_uri=db))
+    plain_uri = server.enter_context(
+        mlflow_server(
+            tmp_path / "server", backend_store_uri=db, default_artifact_root=tmp_path / "artifacts"
+        )
+    )
     secret = f"s3cret-{secrets.token_hex(6)}"
     uri_b = plain_uri.replace("http://", f"http://ckd:{secret}@")
     out0, out_a, out_b = tmp_path / "runs0", tmp_path / "runs_a", tmp_path / "runs_b"
