@@ -27,6 +27,7 @@ SHIPPED = {  # the defaults: only each method's own parameters, the papers' sche
         {"temperature_path": "steps", "psi_shape": "ramp", "mse_reduction": "sum"},
         {"t_max", "anneal_fraction", "psi_end_fraction", "psi_params.level", "margin"},
     ),
+    "ctkd": ({}, {"alpha", "t_range", "lambda_max", "curriculum_fraction"}),
 }
 BASE = {"lr", "weight_decay", "batch_size"}
 EXPECTED_PARAMS = {
@@ -49,6 +50,7 @@ EXPECTED_PARAMS = {
         "temperature_params.rate",
         "anneal_fraction",
     },
+    "ctkd": BASE | {"alpha", "t_start", "t_range", "lambda_max", "curriculum_fraction"},
 }
 # conditional parameter -> (the categorical it depends on, the values that make it exist)
 CONDITIONS = {

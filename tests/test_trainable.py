@@ -46,14 +46,14 @@ class FakeTune:
             raise Crash
 
 
-def run(monkeypatch: pytest.MonkeyPatch, fake: FakeTune) -> FakeTune:
-    """``run_trial`` on the synthetic bench under ``fake``, crashing where it says."""
+def run(monkeypatch: pytest.MonkeyPatch, fake: FakeTune, config: dict | None = None) -> FakeTune:
+    """``run_trial`` of ``config`` on the synthetic bench under ``fake``, crashing where it says."""
     monkeypatch.setattr(trainable, "tune", fake)
     if fake.crash_after:
         with pytest.raises(Crash):
-            run_trial({}, make_prepared())
+            run_trial(config or {}, make_prepared())
     else:
-        run_trial({}, make_prepared())
+        run_trial(config or {}, make_prepared())
     return fake
 
 
@@ -76,3 +76,21 @@ def test_checkpoints_load_with_weights_only_and_a_resume_continues(tmp_path, mon
     expected = torch.load(full.checkpoints[-1] / STATE_FILE, weights_only=True)
     for name, weights in expected["model"].items():
         torch.testing.assert_close(final["model"][name], weights)
+
+
+def test_a_learned_temperature_survives_a_trial_restart(tmp_path, monkeypatch):
+    # CTKD's temperature is the method's own state: checkpointed beside the student's weights
+    config = {"method": "ctkd", "curriculum_fraction": 0.4}  # lambda 0, 0.93, 1 over 3 epochs
+    full = run(monkeypatch, FakeTune(tmp_path / "full"), config)
+    crashed = run(monkeypatch, FakeTune(tmp_path / "crashed", crash_after=2), config)
+    state = torch.load(crashed.checkpoints[-1] / STATE_FILE, weights_only=True)
+    assert set(state["method"]) == {"theta"}
+    resumed = run(monkeypatch, FakeTune(tmp_path / "resumed", resume_from=crashed.checkpoints[-1]),
+                  config)  # fmt: skip
+    assert [m["epoch"] for m in resumed.reported] == [3]
+    assert len({m["T"] for m in full.reported}) == 3  # learned: a new T every epoch
+    for key in ("T", "lambda", "train_loss", "val_score"):
+        assert resumed.reported[-1][key] == full.reported[-1][key], key
+    final = torch.load(resumed.checkpoints[-1] / STATE_FILE, weights_only=True)
+    expected = torch.load(full.checkpoints[-1] / STATE_FILE, weights_only=True)
+    assert torch.equal(final["method"]["theta"], expected["method"]["theta"])
