@@ -262,6 +262,25 @@ def test_bench_override_merge_rules(tmp_path: Path) -> None:
     assert other.fixed == {"alpha": 0.5}
 
 
+def test_true_false_fields_take_true_false_choices() -> None:
+    fixed = space_from_dict({"method": "kd", "fixed": {"group_by_length": False}, "params": {}})
+    assert fixed.fixed == {"group_by_length": False}
+    searched = space_from_dict(
+        {
+            "method": "kd",
+            "params": {
+                "lr": {"type": "loguniform", "low": 1.0e-5, "high": 3.0e-4},
+                "batch_size": {"type": "categorical", "choices": [16, 32]},
+                "group_by_length": {"type": "categorical", "choices": [False, True]},
+            },
+        }
+    )
+    configs = _tpe_configs(searched, seed=0, n=12)
+    assert {c["group_by_length"] for c in configs} == {False, True}
+    assert all(type(c["group_by_length"]) is bool for c in configs)
+    assert {TrainConfig.from_flat(c).group_by_length for c in configs} == {False, True}
+
+
 def _yaml(method: str, *params: str, fixed: str | None = None, tail: str = "") -> str:
     """A space file: ``method``, optional flow-style ``fixed``, one line per param, ``tail``."""
     lines = [f"method: {method}"]
@@ -548,6 +567,42 @@ BROKEN = [
         _yaml("kd", "batch_size: {type: categorical, choices: [16, 32.5]}"),
         "params.batch_size.choices",
         "integers",
+    ),
+    case(
+        "bool-field-uniform",
+        _yaml("kd", "group_by_length: {type: uniform, low: 0.0, high: 1.0}"),
+        "params.group_by_length",
+        "true or false; use type: categorical",
+    ),
+    case(
+        "bool-field-number-choices",
+        _yaml("kd", "group_by_length: {type: categorical, choices: [0, 1]}"),
+        "params.group_by_length.choices",
+        "takes true or false, got int 0",
+    ),
+    case(
+        "bool-field-string-choices",
+        _yaml("kd", "group_by_length: {type: categorical, choices: ['yes', 'no']}"),
+        "params.group_by_length.choices",
+        "takes true or false, got string 'yes'",
+    ),
+    case(
+        "number-field-bool-choice",
+        _yaml("kd", "batch_size: {type: categorical, choices: [16, true]}"),
+        "params.batch_size.choices",
+        "takes no true/false, got bool True",
+    ),
+    case(
+        "choice-not-scalar",
+        _yaml("kd", "batch_size: {type: categorical, choices: [16, [32]]}"),
+        "params.batch_size.choices",
+        "strings, numbers or true/false",
+    ),
+    case(
+        "fixed-bool-field-number",
+        _yaml("kd", LR, fixed="{group_by_length: 1}"),
+        "fixed.group_by_length",
+        "expected true or false, got int 1",
     ),
     case(
         "number-field-string-choice",
