@@ -31,7 +31,7 @@ SHIPPED = {  # the defaults: only each method's own parameters, the papers' sche
 BASE = {"lr", "weight_decay", "batch_size"}
 EXPECTED_PARAMS = {
     "none": BASE,
-    "kd": BASE | {"alpha", "temperature"},
+    "kd": BASE | {"alpha", "temperature", "standardize"},
     "annealing_kd": BASE
     | {"t_max", "temperature_path", "temperature_params.rate", "anneal_fraction"},
     "ckd": BASE
@@ -39,6 +39,7 @@ EXPECTED_PARAMS = {
         "t_max",
         "margin",
         "mse_reduction",
+        "standardize",
         "psi_end_fraction",
         "psi_shape",
         "psi_params.rate",
@@ -177,7 +178,7 @@ def test_fixed_trial_replays_a_config() -> None:
     space = load_space(default_space_path("ckd", WIDE))
     wanted = {
         "lr": 1e-4, "weight_decay": 0.01, "batch_size": 32, "t_max": 5, "margin": 0.5,
-        "mse_reduction": "sum", "psi_end_fraction": 0.5, "psi_shape": "step",
+        "mse_reduction": "sum", "standardize": True, "psi_end_fraction": 0.5, "psi_shape": "step",
         "psi_params.n_steps": 3, "temperature_path": "steps", "anneal_fraction": 0.6,
     }  # fmt: skip
     assert space.suggest_config(optuna.trial.FixedTrial(wanted)) == {**wanted, "method": "ckd"}
