@@ -27,6 +27,11 @@ SHIPPED = {  # the defaults: only each method's own parameters, the papers' sche
         {"temperature_path": "steps", "psi_shape": "ramp", "mse_reduction": "sum"},
         {"t_max", "anneal_fraction", "psi_end_fraction", "psi_params.level", "margin"},
     ),
+    "dkd": ({"temperature": 4.0, "warmup": 20 / 240}, {"alpha", "beta"}),
+}
+CIFAR_SHIPPED = {  # the papers' CIFAR-100 settings where they differ: (fixed added, params left)
+    "ckd": ({"mse_reduction": "mean"}, SHIPPED["ckd"][1]),
+    "dkd": ({"alpha": 1.0}, {"beta"}),
 }
 BASE = {"lr", "weight_decay", "batch_size"}
 EXPECTED_PARAMS = {
@@ -50,6 +55,7 @@ EXPECTED_PARAMS = {
         "temperature_params.rate",
         "anneal_fraction",
     },
+    "dkd": BASE | {"alpha", "beta", "temperature", "warmup", "standardize"},
 }
 # conditional parameter -> (the categorical it depends on, the values that make it exist)
 CONDITIONS = {
@@ -94,12 +100,18 @@ def test_shipped_space_loads(method: str) -> None:
     assert Path(space.source).name == f"{method}.yaml"
     # optimiser settings are shared by every method (the bench profile's), on every bench
     assert not BASE & set(space.param_names) and not BASE & set(space.fixed)
+    assert "standardize" not in space.param_names  # a commented option in the default spaces
     cifar = load_space(default_space_path(method), bench="cifar")
-    if method == "ckd":  # SGD at the profile's lr: the per-logit mean error, a margin to match
-        assert cifar.fixed == {**fixed, "mse_reduction": "mean"}
-        assert {p.name: p.high for p in cifar.params}["margin"] == 0.1
+    if method in CIFAR_SHIPPED:
+        added, searched = CIFAR_SHIPPED[method]
+        assert cifar.fixed == {**fixed, **added}
+        assert set(cifar.param_names) == searched
     else:
         assert cifar.fixed == space.fixed and cifar.params == space.params
+    if method == "ckd":  # SGD at the profile's lr: the per-logit mean error, a margin to match
+        assert {p.name: p.high for p in cifar.params}["margin"] == 0.1
+    if method == "dkd":  # the paper's CIFAR-100 beta (8) is the range's top
+        assert {p.name: p.high for p in cifar.params}["beta"] == 8.0
 
 
 @pytest.mark.parametrize("method", sorted(EXPECTED_PARAMS))
