@@ -28,10 +28,12 @@ SHIPPED = {  # the defaults: only each method's own parameters, the papers' sche
         {"t_max", "anneal_fraction", "psi_end_fraction", "psi_params.level", "margin"},
     ),
     "dkd": ({"temperature": 4.0, "warmup": 20 / 240}, {"alpha", "beta"}),
+    "dist": ({}, {"beta", "gamma", "temperature"}),
 }
 CIFAR_SHIPPED = {  # the papers' CIFAR-100 settings where they differ: (fixed added, params left)
     "ckd": ({"mse_reduction": "mean"}, SHIPPED["ckd"][1]),
     "dkd": ({"alpha": 1.0}, {"beta"}),
+    "dist": ({"temperature": 4.0}, {"beta", "gamma"}),
 }
 BASE = {"lr", "weight_decay", "batch_size"}
 EXPECTED_PARAMS = {
@@ -56,6 +58,7 @@ EXPECTED_PARAMS = {
         "anneal_fraction",
     },
     "dkd": BASE | {"alpha", "beta", "temperature", "warmup", "standardize"},
+    "dist": BASE | {"beta", "gamma", "temperature", "standardize"},
 }
 # conditional parameter -> (the categorical it depends on, the values that make it exist)
 CONDITIONS = {
