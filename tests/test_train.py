@@ -32,7 +32,11 @@ def _student(seed: int = 0) -> TinyNet:
     return TinyNet()
 
 
-_METHOD_PARAMS = {"ckd": {"t_max": 4.0, "margin": 0.1}, "annealing_kd": {"t_max": 4.0}}
+_METHOD_PARAMS = {
+    "ckd": {"t_max": 4.0, "margin": 0.1},
+    "annealing_kd": {"t_max": 4.0},
+    "dkd": {"warmup": 0.75},  # 3 of the 4 epochs
+}
 
 
 def _config(method: str = "ckd", **kw) -> TrainConfig:
@@ -74,11 +78,15 @@ def test_every_method_trains_and_reports(points_task, method):
     assert {"val_accuracy", "best_val_score", "examples_per_s"} <= set(result.last_metrics)
     if method in ("ckd", "annealing_kd"):
         assert {"T", "phi", "psi"} <= set(result.last_metrics)
+    if method == "dkd":  # the warm-up factor is logged with T
+        assert [m["kd_warmup"] for _, m in seen] == pytest.approx([1 / 3, 2 / 3, 1.0, 1.0])
     terms = {
         "none": {"ce"},
         "kd": {"ce", "kd"},
         "annealing_kd": {"ce", "mse"},
         "ckd": {"ce", "hinge_mse"},
+        "dkd": {"ce", "dkd"},
+        "dist": {"ce", "dist"},
     }
     for _, m in seen:  # every loss term, unweighted, per epoch
         assert {k for k in m if k.startswith("loss_")} == {f"loss_{t}" for t in terms[method]}
