@@ -48,11 +48,12 @@ class DKDParams(MethodParams):
 class DKD(Method):
     """``L = CE(z_s, y) + w T^2 (alpha TCKD + beta NCKD)``, ``w`` the warm-up factor ``kd_warmup``.
 
-    ``kd_warmup`` is the paper's ``min(epoch / warmup_epochs, 1)`` with epochs counted from 1:
-    ``min(1, (progress + 1 / epochs) / warmup)``, so the first epoch already gets ``1 /
-    warmup_epochs`` and a warm-up shorter than one epoch has no effect (as in the paper's
-    code); with ``schedule_unit: step`` it grows linearly between those epoch values, reaching 1
-    at the start of the warm-up's last epoch (``warmup = 0``: 1 throughout).
+    ``kd_warmup`` is the paper's ``min(epoch / warmup_epochs, 1)`` with epochs counted from 1
+    and ``warmup_epochs = warmup * epochs``: ``min(1, (progress + 1 / epochs) / warmup)``, the
+    epoch in progress counted as done. The first epoch already gets ``1 / warmup_epochs``, and a
+    warm-up of one epoch or less has no effect (as in the paper's code); with ``schedule_unit:
+    step`` the factor grows linearly between those epoch values, reaching 1 at the start of the
+    warm-up's last epoch (``warmup = 0``: 1 throughout).
 
     Binary tasks have one non-target class, so NCKD is 0 there and ``dkd`` is ``alpha`` times
     Hinton's KD term. A regression task (one logit) has no classes to decouple: the method falls
