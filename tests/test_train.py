@@ -37,6 +37,7 @@ _METHOD_PARAMS = {
     "ckd": {"t_max": 4.0, "margin": 0.1},
     "annealing_kd": {"t_max": 4.0},
     "ctkd": {"curriculum_fraction": 0.5},  # lambda 0, 0.5, 1, 1 over 4 epochs
+    "dkd": {"warmup": 0.75},  # 3 of the 4 epochs
 }
 
 
@@ -81,12 +82,16 @@ def test_every_method_trains_and_reports(points_task, method):
         assert {"T", "phi", "psi"} <= set(result.last_metrics)
     if method == "ctkd":
         assert {"T", "lambda"} <= set(result.last_metrics)
+    if method == "dkd":  # the warm-up factor is logged with T
+        assert [m["kd_warmup"] for _, m in seen] == pytest.approx([1 / 3, 2 / 3, 1.0, 1.0])
     terms = {
         "none": {"ce"},
         "kd": {"ce", "kd"},
         "annealing_kd": {"ce", "mse"},
         "ckd": {"ce", "hinge_mse"},
         "ctkd": {"ce", "kd"},
+        "dkd": {"ce", "dkd"},
+        "dist": {"ce", "dist"},
     }
     for _, m in seen:  # every loss term, unweighted, per epoch
         assert {k for k in m if k.startswith("loss_")} == {f"loss_{t}" for t in terms[method]}
