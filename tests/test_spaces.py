@@ -22,6 +22,7 @@ WIDE = SPACE_DIR / "wide"  # the variant that also tunes each method's optimiser
 SHIPPED = {  # the defaults: only each method's own parameters, the papers' schedules fixed
     "none": ({}, set()),
     "kd": ({}, {"alpha", "temperature"}),
+    "takd": ({}, {"alpha", "temperature"}),
     "annealing_kd": ({"temperature_path": "steps"}, {"t_max", "anneal_fraction"}),
     "ckd": (
         {"temperature_path": "steps", "psi_shape": "ramp", "mse_reduction": "sum"},
@@ -40,6 +41,7 @@ BASE = {"lr", "weight_decay", "batch_size"}
 EXPECTED_PARAMS = {
     "none": BASE,
     "kd": BASE | {"alpha", "temperature", "standardize"},
+    "takd": BASE | {"alpha", "temperature", "standardize"},
     "annealing_kd": BASE
     | {"t_max", "temperature_path", "temperature_params.rate", "anneal_fraction"},
     "ckd": BASE

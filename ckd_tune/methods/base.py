@@ -71,6 +71,7 @@ class Method(ABC):
     name: ClassVar[str]
     params_type: ClassVar[type[MethodParams]] = MethodParams
     needs_teacher: ClassVar[bool] = True
+    signal: ClassVar[str] = "teacher"  # whose logits it distils: "teacher" or "assistant" (TAKD)
     annealing_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: MethodParams, epochs: int) -> None:

@@ -101,6 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--student", help="student model (path or hub id); default: the profile's")
     p.add_argument(
+        "--assistant",
+        help="teacher assistant of takd, distilled from the teacher once and cached: the model "
+        "it starts from (path or hub id; CIFAR: a network such as resnet20); default: the "
+        "profile's (GLUE: the first 4 layers of the bundled encoder; CIFAR: resnet20, smoke: "
+        "resnet8)",
+    )
+    p.add_argument(
         "--space-dir",
         type=Path,
         help="directory of <method>.yaml search spaces (default: the shipped search_spaces/)",
@@ -220,7 +227,7 @@ def run(plan: Plan) -> int:
         f"{args.scheduler}); search seed {args.seed}; MLflow: {redact(plan.tracking_uri)}",
         flush=True,
     )
-    # the bench first (data, teacher): its input errors come before Ray starts
+    # the bench first (data, teacher, assistant): its input errors come before Ray starts
     try:
         prepared = get_bench(plan.request.bench).prepare(plan.request)
     except UserInputError as err:
@@ -331,11 +338,14 @@ def _write_sweep_meta(plan: Plan) -> None:
 
 
 def _print_teacher(prepared: PreparedBench) -> None:
-    t = prepared.teacher
+    """One line each for the teacher and (when a method uses it) the teacher assistant."""
     metric = prepared.data.main_metric
-    how = "reused from cache" if t.reused else f"trained in {t.train_seconds:.0f} s"
-    print(
-        f"teacher: {t.name} ({how}); val {metric} {t.metrics['val'][metric]:.4f}, "
-        f"test {metric} {t.metrics['test'][metric]:.4f}",
-        flush=True,
-    )
+    for role, t in (("teacher", prepared.teacher), ("assistant", prepared.assistant)):
+        if t is None:
+            continue
+        how = "reused from cache" if t.reused else f"trained in {t.train_seconds:.0f} s"
+        print(
+            f"{role}: {t.name} ({how}); val {metric} {t.metrics['val'][metric]:.4f}, "
+            f"test {metric} {t.metrics['test'][metric]:.4f}",
+            flush=True,
+        )
