@@ -94,3 +94,21 @@ def test_a_learned_temperature_survives_a_trial_restart(tmp_path, monkeypatch):
     final = torch.load(resumed.checkpoints[-1] / STATE_FILE, weights_only=True)
     expected = torch.load(full.checkpoints[-1] / STATE_FILE, weights_only=True)
     assert torch.equal(final["method"]["theta"], expected["method"]["theta"])
+
+
+def test_a_takd_trial_distils_from_the_assistant(tmp_path, monkeypatch):
+    """The trial's signal is the one its method names: takd's search trains on the assistant's
+    logits (as its re-runs do), kd's on the teacher's."""
+    prepared = make_prepared(assistant=True)
+    seen = []
+
+    def spy(config, data, student, signal, **kwargs):
+        seen.append((config.method, signal))
+        return None
+
+    monkeypatch.setattr(trainable, "train", spy)
+    for method in ("takd", "kd"):
+        monkeypatch.setattr(trainable, "tune", FakeTune(tmp_path / method))
+        run_trial({"method": method}, prepared)
+    assert seen == [("takd", prepared.assistant_signal), ("kd", prepared.teacher_signal)]
+    assert prepared.assistant_signal is not prepared.teacher_signal
