@@ -1,6 +1,13 @@
 """Bench registry: a bench turns (task, profile, data source, models) into data + teacher + student.
 
 A new bench is one ``prepare`` function plus a :data:`BENCHES` entry and its data module.
+
+When a sweep's methods include one that distils from a teacher assistant (``takd``), the bench
+also prepares the assistant: a model between the teacher and the student in size, distilled from
+the teacher once with vanilla KD (:data:`ASSISTANT_KD`) on the examples the teacher trained on,
+with the teacher's recipe (lr, epochs, optimiser), its best epoch chosen on the validation split
+as the teacher's; it never trains on validation or test labels. It is cached like the teacher
+(fingerprint: the teacher's, the data, its start weights and settings), its logits likewise.
 """
 
 from __future__ import annotations
@@ -17,9 +24,11 @@ from ckd_tune import cache
 from ckd_tune.config import TrainConfig
 from ckd_tune.data import SPLITS
 from ckd_tune.errors import UserInputError
+from ckd_tune.methods import get_method
 from ckd_tune.models import BUNDLED_ENCODER
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
 
     from ckd_tune.data import TaskData
@@ -53,6 +62,10 @@ class Profile:
     # its logits on the student's examples are predictions, not memories); None: the teacher
     # trains on the student's own training examples (the papers' protocol at full scale)
     teacher_size: int | None = None
+    # the teacher assistant (takd), between teacher and student: a model name (text benches:
+    # its first ``assistant_layers`` layers; None: all) or a CIFAR network
+    assistant: str = BUNDLED_ENCODER
+    assistant_layers: int | None = 4
 
 
 @dataclass
@@ -65,9 +78,16 @@ class BenchRequest:
     data_dir: Path | None = None
     teacher: str | None = None
     student: str | None = None
+    assistant: str | None = None
     cache_dir: Path = field(default_factory=cache.default_cache_dir)
     device: str = "cpu"
     num_threads: int = 1
+    methods: tuple[str, ...] = ()  # what the sweep trains: the assistant is prepared for these
+
+    @property
+    def needs_assistant(self) -> bool:
+        """Whether one of ``methods`` distils from the teacher assistant."""
+        return any(get_method(m).signal == "assistant" for m in self.methods)
 
 
 @dataclass
@@ -82,11 +102,24 @@ class PreparedBench:
     teacher_signal: TeacherFn
     build_student: Callable[[int], nn.Module]
     base_config: TrainConfig
+    assistant: Teacher | None = None  # the teacher assistant, when a method of the sweep uses it
+    assistant_signal: TeacherFn | None = None
 
     @property
     def experiment_name(self) -> str:
         """Default MLflow experiment: one per bench/task."""
         return f"ckd_tune/{self.bench}/{self.task}"
+
+    def signal_for(self, method: str) -> TeacherFn:
+        """The logits ``method`` distils from: the teacher's, or the assistant's (its ``signal``)."""
+        if get_method(method).signal == "teacher":
+            return self.teacher_signal
+        if self.assistant_signal is None:
+            raise ValueError(
+                f"method {method!r} distils from the teacher assistant, but the bench was "
+                "prepared without one (BenchRequest.methods did not list the method)"
+            )
+        return self.assistant_signal
 
 
 @dataclass(frozen=True)
@@ -146,19 +179,26 @@ GLUE_PROFILES = {
         student="distilroberta-base",
         student_layers=None,
         teacher_lr=1e-5,
+        assistant="roberta-base",  # 12 layers, between the teacher's 24 and the student's 6
+        assistant_layers=None,
     ),
 }
+
+ASSISTANT_KD = {"alpha": 0.5, "temperature": 4.0}
+"""The teacher assistant's distillation settings: vanilla KD at ``kd``'s defaults, fixed."""
 
 
 def prepare_glue(request: BenchRequest) -> PreparedBench:
     """GLUE: tokenised splits, a fine-tuned (cached) teacher and its cached logits, a small student."""
     from ckd_tune.data.glue import load_glue
-    from ckd_tune.models import TextModelSpec, load_tokenizer
+    from ckd_tune.models import TextModelSpec, load_tokenizer, resolve_model
     from ckd_tune.teacher import CachedTeacher
 
     profile = GLUE_PROFILES[request.profile]
     task = request.task or "sst2"
     student_name = request.student or profile.student
+    if request.needs_assistant and request.assistant:
+        resolve_model(request.assistant)  # a bad path fails now, not after the teacher's training
     tokenizer = load_tokenizer(student_name)
     data = load_glue(
         task,
@@ -177,7 +217,10 @@ def prepare_glue(request: BenchRequest) -> PreparedBench:
         num_threads=request.num_threads,
         **profile.base,
     )
-    teacher = _text_teacher(request, profile, data)
+    teacher, teacher_model = _text_teacher(request, profile, data)
+    assistant = None
+    if request.needs_assistant:
+        assistant = _text_assistant(request, profile, data, teacher, teacher_model)
     layers = None if request.student else profile.student_layers
     return PreparedBench(
         bench="glue",
@@ -188,15 +231,20 @@ def prepare_glue(request: BenchRequest) -> PreparedBench:
         teacher_signal=CachedTeacher(teacher.logits["train"]),
         build_student=TextModelSpec(student_name, data.num_labels, layers),
         base_config=base,
+        assistant=assistant,
+        assistant_signal=None if assistant is None else CachedTeacher(assistant.logits["train"]),
     )
 
 
-def _text_teacher(request: BenchRequest, profile: Profile, data: TaskData) -> Teacher:
-    """Load ``--teacher`` (already fine-tuned), or fine-tune the profile's teacher once and cache it."""
-    import torch
+def _text_teacher(
+    request: BenchRequest, profile: Profile, data: TaskData
+) -> tuple[Teacher, nn.Module]:
+    """Load ``--teacher`` (already fine-tuned), or fine-tune the profile's teacher once and cache it.
 
+    Returns the teacher (its cached logits and scores) and its model.
+    """
     from ckd_tune.models import TextModelSpec
-    from ckd_tune.teacher import Teacher, teacher_fingerprint, teacher_logits
+    from ckd_tune.teacher import teacher_fingerprint
 
     if request.teacher:
         spec = TextModelSpec(request.teacher, data.num_labels, pretrained_head=True)
@@ -209,11 +257,53 @@ def _text_teacher(request: BenchRequest, profile: Profile, data: TaskData) -> Te
             save=lambda model, tmp: model.save_pretrained(tmp, safe_serialization=True),
             load=lambda d: TextModelSpec(str(d), data.num_labels, pretrained_head=True).build(),
         )  # fmt: skip
+    name = request.teacher or f"{profile.teacher} fine-tuned ({profile.teacher_epochs} epochs)"
+    return _scored_text_model(request, data, model, name, fp, seconds, reused), model
+
+
+def _text_assistant(
+    request: BenchRequest,
+    profile: Profile,
+    data: TaskData,
+    teacher: Teacher,
+    teacher_model: nn.Module,
+) -> Teacher:
+    """``--assistant`` (or the profile's, its first ``assistant_layers`` layers) distilled from
+    the teacher once and cached, with its cached logits and scores."""
+    from ckd_tune.models import TextModelSpec
+
+    start = request.assistant or profile.assistant
+    layers = None if request.assistant else profile.assistant_layers
+    spec = TextModelSpec(start, data.num_labels, layers)
+    model, fp, seconds, reused = _trained_assistant(
+        request, profile, data, spec, spec.fingerprint(), teacher.fingerprint, teacher_model,
+        "model.safetensors",
+        save=lambda model, tmp: model.save_pretrained(tmp, safe_serialization=True),
+        load=lambda d: TextModelSpec(str(d), data.num_labels, pretrained_head=True).build(),
+    )  # fmt: skip
+    start += f", first {layers} layers" if layers else ""
+    name = f"{start}, {_distilled(profile)}"
+    return _scored_text_model(request, data, model, name, fp, seconds, reused)
+
+
+def _scored_text_model(
+    request: BenchRequest,
+    data: TaskData,
+    model: nn.Module,
+    name: str,
+    fp: str,
+    seconds: float,
+    reused: bool,
+) -> Teacher:
+    """A trained text teacher (or assistant) ``model`` with its logits (cached) and scores."""
+    import torch
+
+    from ckd_tune.teacher import Teacher, teacher_logits
+
     logits = teacher_logits(model, data, request.cache_dir, fp, device=torch.device(request.device))
     metrics = {
         split: data.metric(logits[split].numpy(), data.split(split).labels) for split in SPLITS
     }
-    name = request.teacher or f"{profile.teacher} fine-tuned ({profile.teacher_epochs} epochs)"
     return Teacher(
         name=name,
         fingerprint=fp,
@@ -221,6 +311,15 @@ def _text_teacher(request: BenchRequest, profile: Profile, data: TaskData) -> Te
         logits=logits,
         train_seconds=seconds,
         reused=reused,
+    )
+
+
+def _distilled(profile: Profile) -> str:
+    """How the assistant was trained, for its name."""
+    epochs = profile.teacher_epochs
+    return (
+        f"distilled from the teacher by kd (alpha {ASSISTANT_KD['alpha']:g}, temperature "
+        f"{ASSISTANT_KD['temperature']:g}, {epochs} epoch{'s' if epochs != 1 else ''})"
     )
 
 
@@ -239,12 +338,65 @@ def _trained_teacher(
 
     Returns ``(model, fingerprint, training seconds, reused from cache)``.
     """
-    import torch
-
-    from ckd_tune.teacher import cached_teacher, fine_tune_teacher, teacher_fingerprint
+    from ckd_tune.teacher import teacher_fingerprint
 
     config = _teacher_config(request, profile)
     fp = teacher_fingerprint(spec_fingerprint, data.fingerprint, config)
+    model, seconds, reused = _trained_once(
+        request, data, spec, config, fp, weights_file, f"the teacher ({profile.teacher})",
+        save=save, load=load,
+    )  # fmt: skip
+    return model, fp, seconds, reused
+
+
+def _trained_assistant(
+    request: BenchRequest,
+    profile: Profile,
+    data: TaskData,
+    spec: Callable[[int], nn.Module],
+    spec_fingerprint: str,
+    teacher_fingerprint: str,
+    teacher: nn.Module,
+    weights_file: str,
+    *,
+    save: Callable[[nn.Module, Path], None],
+    load: Callable[[Path], nn.Module],
+) -> tuple[nn.Module, str, float, bool]:
+    """The teacher assistant ``spec`` distilled from ``teacher`` on ``data`` once, cached by
+    fingerprint: vanilla KD (:data:`ASSISTANT_KD`) with the teacher's recipe, on the teacher's
+    examples, the teacher run live on each batch.
+
+    Returns ``(model, fingerprint, training seconds, reused from cache)``.
+    """
+    from ckd_tune.teacher import LiveTeacher, assistant_fingerprint
+
+    config = _teacher_config(request, profile).replace(method="kd", **ASSISTANT_KD)
+    fp = assistant_fingerprint(teacher_fingerprint, spec_fingerprint, data.fingerprint, config)
+    model, seconds, reused = _trained_once(
+        request, data, spec, config, fp, weights_file, "the teacher assistant",
+        save=save, load=load, teacher=LiveTeacher(teacher),
+    )  # fmt: skip
+    return model, fp, seconds, reused
+
+
+def _trained_once(
+    request: BenchRequest,
+    data: TaskData,
+    spec: Callable[[int], nn.Module],
+    config: TrainConfig,
+    fp: str,
+    weights_file: str,
+    what: str,
+    *,
+    save: Callable[[nn.Module, Path], None],
+    load: Callable[[Path], nn.Module],
+    teacher: TeacherFn | None = None,
+) -> tuple[nn.Module, float, bool]:
+    """``spec`` trained by ``config`` on the teacher's examples (distilled from ``teacher`` if
+    given), or read from the cache entry ``fp``. Returns ``(model, seconds, reused)``."""
+    import torch
+
+    from ckd_tune.teacher import cached_teacher, fine_tune_teacher
 
     # the teacher's own examples when the data has a teacher split (disjoint from the student's)
     own = (
@@ -252,16 +404,16 @@ def _trained_teacher(
     )
 
     def build(tmp: Path) -> dict:
-        log.info("training the teacher (%s) on %s: %d examples x %d epochs", profile.teacher,
-                 data.name, len(own.train), config.epochs)  # fmt: skip
+        log.info("training %s on %s: %d examples x %d epochs", what, data.name, len(own.train),
+                 config.epochs)  # fmt: skip
         model, metrics, seconds = fine_tune_teacher(
-            own, spec, config, device=torch.device(request.device)
+            own, spec, config, teacher=teacher, device=torch.device(request.device)
         )
         save(model, tmp)
         return {"metrics": metrics, "train_seconds": seconds}
 
     directory, meta, reused = cached_teacher(request.cache_dir, fp, build, [weights_file])
-    return load(directory), fp, meta["train_seconds"], reused
+    return load(directory), meta["train_seconds"], reused
 
 
 def _teacher_config(request: BenchRequest, profile: Profile) -> TrainConfig:
@@ -281,16 +433,21 @@ CIFAR_PROFILES = {
     "smoke": Profile("smoke", train_size=160, val_size=64, teacher_size=96, test_size=64, epochs=2, teacher_epochs=2,
                      num_samples=2, seeds=2, batch_size=64, teacher="resnet8", student="resnet8",
                      student_layers=None, teacher_lr=0.05, base={**_SGD, "lr": 0.05},
-                     teacher_base=_SGD),
+                     teacher_base=_SGD, assistant="resnet8", assistant_layers=None),
     "quick": Profile("quick", train_size=5000, val_size=1000, teacher_size=5000, test_size=None, epochs=5,
                      teacher_epochs=15, num_samples=6, seeds=3, batch_size=64, teacher="resnet32",
                      student="resnet8", student_layers=None, teacher_lr=0.05,
-                     base={**_SGD, "lr": 0.05}, teacher_base=_SGD),
+                     base={**_SGD, "lr": 0.05}, teacher_base=_SGD, assistant="resnet20",
+                     assistant_layers=None),
     "paper": Profile("paper", train_size=None, val_size=5000, teacher_size=None, test_size=None, epochs=200,
                      teacher_epochs=200, num_samples=50, seeds=5, batch_size=128, teacher="resnet110",
                      student="resnet8", student_layers=None, teacher_lr=0.1,
-                     base={**_SGD, "lr": 0.1}, teacher_base=_SGD),
+                     base={**_SGD, "lr": 0.1}, teacher_base=_SGD, assistant="resnet20",
+                     assistant_layers=None),
 }  # fmt: skip
+"""The smoke profile's teacher is a ResNet-8 like its student (speed over realism), so its
+assistant is one too: nothing fits between; quick and paper put a ResNet-20 between a
+ResNet-32/110 teacher and the ResNet-8 student."""
 
 
 def prepare_cifar(request: BenchRequest) -> PreparedBench:
@@ -309,7 +466,6 @@ def prepare_cifar(request: BenchRequest) -> PreparedBench:
         saved_model_fingerprint,
     )
     from ckd_tune.teacher import LiveTeacher, Teacher, teacher_fingerprint
-    from ckd_tune.train import evaluate
 
     profile = CIFAR_PROFILES[request.profile]
     data = load_cifar(
@@ -322,6 +478,9 @@ def prepare_cifar(request: BenchRequest) -> PreparedBench:
         seed=0,
     )
     student = VisionModelSpec(request.student or profile.student, data.num_labels)
+    assistant_spec = None
+    if request.needs_assistant:  # a bad name fails now, not after the teacher's training
+        assistant_spec = VisionModelSpec(request.assistant or profile.assistant, data.num_labels)
     device = torch.device(request.device)
     teacher_path = Path(request.teacher).expanduser() if request.teacher else None
     if teacher_path is not None and teacher_path.exists():
@@ -335,10 +494,6 @@ def prepare_cifar(request: BenchRequest) -> PreparedBench:
             save=lambda model, tmp: save_vision_model(model, spec, tmp),
             load=lambda d: load_vision_model(d)[0],
         )  # fmt: skip
-    model.to(device)
-    metrics = {
-        split: evaluate(model, data, split, batch_size=256, device=device) for split in SPLITS
-    }
     if spec.num_classes != data.num_labels:
         raise UserInputError(
             f"--teacher: {spec.arch} predicts {spec.num_classes} classes, "
@@ -346,8 +501,30 @@ def prepare_cifar(request: BenchRequest) -> PreparedBench:
         )
     name = str(teacher_path) if teacher_path else f"{spec.arch} ({profile.teacher_epochs} epochs)"
     teacher = Teacher(
-        name=name, fingerprint=fp, metrics=metrics, train_seconds=seconds, reused=reused
-    )
+        name=name, fingerprint=fp, metrics=_vision_scores(model, data, device),
+        train_seconds=seconds, reused=reused,
+    )  # fmt: skip
+    assistant, assistant_model = None, None
+    if assistant_spec is not None:
+        assistant_model, fp, seconds, reused = _trained_assistant(
+            request,
+            profile,
+            data,
+            assistant_spec,
+            assistant_spec.fingerprint(),
+            teacher.fingerprint,
+            model,
+            "model.pt",
+            save=lambda model, tmp: save_vision_model(model, assistant_spec, tmp),
+            load=lambda d: load_vision_model(d)[0],
+        )
+        assistant = Teacher(
+            name=f"{assistant_spec.arch}, {_distilled(profile)}",
+            fingerprint=fp,
+            metrics=_vision_scores(assistant_model, data, device),
+            train_seconds=seconds,
+            reused=reused,
+        )
     return PreparedBench(
         bench=request.bench,
         task=request.bench,
@@ -358,7 +535,17 @@ def prepare_cifar(request: BenchRequest) -> PreparedBench:
         build_student=student,
         base_config=TrainConfig(epochs=profile.epochs, batch_size=profile.batch_size,
                                 num_threads=request.num_threads, **profile.base),
+        assistant=assistant,
+        assistant_signal=None if assistant_model is None else LiveTeacher(assistant_model.cpu()),
     )  # fmt: skip
+
+
+def _vision_scores(model: nn.Module, data: TaskData, device: torch.device) -> dict[str, dict]:
+    """A CIFAR teacher's (or assistant's) metrics on every split, computed on ``device``."""
+    from ckd_tune.train import evaluate
+
+    model.to(device)
+    return {split: evaluate(model, data, split, batch_size=256, device=device) for split in SPLITS}
 
 
 BENCHES: dict[str, Bench] = {}

@@ -30,14 +30,16 @@ def resolve_model(name_or_path: str) -> str:
     if path.exists():
         if not (path / "config.json").is_file():
             raise UserInputError(
-                f"--teacher/--student: {path} has no config.json (not a transformers model directory)"
+                f"--teacher/--student/--assistant: {path} has no config.json (not a transformers model directory)"
             )
         return str(path)
     if (
         name_or_path.startswith((".", "/", "~"))
         or os.sep in name_or_path.strip("/").split("/", 1)[-1]
     ):
-        raise UserInputError(f"--teacher/--student: model path {name_or_path} does not exist")
+        raise UserInputError(
+            f"--teacher/--student/--assistant: model path {name_or_path} does not exist"
+        )
     return name_or_path  # a hub id such as "roberta-large"
 
 
@@ -154,9 +156,9 @@ class VisionModelSpec:
                 wide_resnet(depth, width, 1)
                 return lambda: wide_resnet(depth, width, self.num_classes)
         except ValueError as err:
-            raise UserInputError(f"--teacher/--student: {self.arch!r}: {err}") from None
+            raise UserInputError(f"--teacher/--student/--assistant: {self.arch!r}: {err}") from None
         raise UserInputError(
-            f"--teacher/--student: unknown CIFAR network {self.arch!r}; use resnet<6n+2> "
+            f"--teacher/--student/--assistant: unknown CIFAR network {self.arch!r}; use resnet<6n+2> "
             "(resnet8, resnet20, resnet32, resnet56, resnet110, ...) or wrn-<depth>-<width>"
         )
 

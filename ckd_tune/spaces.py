@@ -389,9 +389,10 @@ def _parse_spec(
         if not choices:
             ctx.fail(f"{where}.choices", "must not be empty")
         for choice in choices:
-            if not isinstance(choice, (str, int, float)) or isinstance(choice, bool):
+            if not isinstance(choice, (str, int, float)):  # bool is an int: true/false pass
                 ctx.fail(
-                    f"{where}.choices", f"choices must be strings or numbers, got {_kind(choice)}"
+                    f"{where}.choices",
+                    f"choices must be strings, numbers or true/false, got {_kind(choice)}",
                 )
         if len({(type(c), c) for c in choices}) != len(choices):
             ctx.fail(f"{where}.choices", f"duplicate choices in {choices}")
@@ -513,17 +514,23 @@ def _check_fixed_type(ctx: _Context, name: str, value: Any, where: str) -> None:
         )
     if want is str and not isinstance(value, str):
         ctx.fail(where, f"expected a string, got {_kind(value)}")
+    if want is bool and not isinstance(value, bool):
+        ctx.fail(where, f"expected true or false, got {_kind(value)}")
     if want in (int, float):
         _number(ctx, value, where, integer=want is int)
 
 
 def _check_field_compat(ctx: _Context, spec: ParamSpec, where: str) -> None:
-    """The spec's values have the field's type (int fields: int; str fields: string choices)."""
+    """The spec's values have the field's type (int fields: int; str fields: string choices;
+    bool fields: true/false choices, and only they take true/false)."""
     head = spec.name.partition(".")[0]
     want = ctx.field_types[head]
     shape_choices = ctx.params_type.shape_choices
     if spec.type == "categorical":
         for choice in spec.choices:
+            if (want is bool) != isinstance(choice, bool):
+                takes = "true or false" if want is bool else "no true/false"
+                ctx.fail(f"{where}.choices", f"{spec.name} takes {takes}, got {_kind(choice)}")
             if want is str and not isinstance(choice, str):
                 ctx.fail(f"{where}.choices", f"{spec.name} takes strings, got {_kind(choice)}")
             if want is not str and isinstance(choice, str):
@@ -541,6 +548,8 @@ def _check_field_compat(ctx: _Context, spec: ParamSpec, where: str) -> None:
         return
     if want is str:
         ctx.fail(where, f"{spec.name} takes strings; use type: categorical")
+    if want is bool:
+        ctx.fail(where, f"{spec.name} takes true or false; use type: categorical")
     if want is int and spec.type != "int":
         ctx.fail(where, f"{spec.name} is an integer field; use type: int or categorical")
 

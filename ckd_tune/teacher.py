@@ -1,7 +1,8 @@
 """Teachers: fine-tuned once per (base model, data, settings) and cached; logits cached likewise.
 
 Trials never run the teacher on text benches: its logits for every split are computed once
-per (teacher fingerprint, data fingerprint) and read from the cache, checksummed.
+per (teacher fingerprint, data fingerprint) and read from the cache, checksummed. A teacher
+assistant (TAKD) is a smaller teacher distilled from the teacher, cached the same way.
 """
 
 from __future__ import annotations
@@ -57,6 +58,14 @@ def teacher_fingerprint(
     return fingerprint("teacher", weights, data, settings)
 
 
+def assistant_fingerprint(teacher: str, weights: str, data: str, config: TrainConfig) -> str:
+    """The identity of a teacher assistant: the teacher it is distilled from (its fingerprint),
+    the weights it starts from, the data it is trained and selected on, and its training
+    settings (its distillation method's parameters included; ``num_threads`` left out)."""
+    settings = config.replace(num_threads=1).to_flat()
+    return fingerprint("assistant", teacher, weights, data, settings)
+
+
 def cached_teacher(
     cache_dir: Path,
     key: str,
@@ -87,19 +96,25 @@ def fine_tune_teacher(
     build_model: Callable[[int], nn.Module],
     config: TrainConfig,
     *,
+    teacher: TeacherFn | None = None,
     device: str | torch.device = "cpu",
 ) -> tuple[nn.Module, dict[str, dict[str, float]], float]:
     """Fine-tune a teacher on ``data.train`` (hard labels), keep its best validation epoch.
 
-    Returns the model (best weights), its metrics per split and the training time in seconds.
+    With ``teacher`` (the signal of a trained teacher) the model is a teacher assistant instead:
+    distilled from it by ``config.method``. Returns the model (best weights), its metrics per
+    split and the training time in seconds.
     """
     model = build_model(config.seed)
+    role = "teacher" if teacher is None else "assistant"
     t0 = time.perf_counter()
 
     def progress(epoch: int, metrics: dict[str, float], state: Callable[[], dict]) -> None:
-        log.info("teacher epoch %d/%d: val_score %.4f", epoch, config.epochs, metrics["val_score"])
+        log.info("%s epoch %d/%d: val_score %.4f", role, epoch, config.epochs, metrics["val_score"])
 
-    result = train(config.replace(method="none"), data, model, on_epoch=progress, device=device)
+    if teacher is None:
+        config = config.replace(method="none")
+    result = train(config, data, model, teacher, on_epoch=progress, device=device)
     seconds = time.perf_counter() - t0
     model.load_state_dict(result.best_state)
     return model, {"val": result.best_metrics}, seconds

@@ -2,7 +2,9 @@
 
 One plain function, :func:`train`, readable top to bottom and free of Ray and MLflow. It
 evaluates on the validation split every epoch, keeps the best epoch's weights, calls
-``on_epoch`` (which may checkpoint or stop the run) and resumes from a saved state.
+``on_epoch`` (which may checkpoint or stop the run) and resumes from a saved state. A method's
+own learned parameters (:meth:`~ckd_tune.methods.Method.trainable`) share the student's
+optimizer and are checkpointed and restored with it.
 Randomness is re-seeded from ``(config.seed, epoch)`` at every epoch start, so a run resumed
 at an epoch boundary continues exactly as an uninterrupted one.
 """
@@ -159,6 +161,12 @@ def _train(
         raise ValueError(f"method {config.method!r} needs a teacher signal; got teacher=None")
     device = torch.device(device)
     student.to(device)
+    learned = method.trainable()  # the method's own parameters (CTKD's temperature), or None
+    if learned is not None:
+        learned.to(device)
+    params = [
+        p for m in (student, learned) if m is not None for p in m.parameters() if p.requires_grad
+    ]
 
     steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
@@ -167,7 +175,7 @@ def _train(
     def fresh_optimizer(first_epoch: int) -> tuple[torch.optim.Optimizer, Any]:
         """An optimizer and lr schedule over the epochs from ``first_epoch`` to the end."""
         steps = steps_per_epoch * (config.epochs - first_epoch)
-        return _optimizer(config, student, steps, device)
+        return _optimizer(config, params, steps, device)
 
     start_epoch, history = 0, []
     best_score, best_epoch, best_metrics, best_state = -math.inf, 0, {}, None
@@ -177,6 +185,8 @@ def _train(
     optimizer, scheduler = fresh_optimizer(phase2_epoch if in_phase2 else 0)
     if resume is not None:
         student.load_state_dict(resume["model"])
+        if learned is not None:
+            learned.load_state_dict(resume["method"])
         optimizer.load_state_dict(resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
         history = list(resume["history"])
@@ -237,11 +247,12 @@ def _train(
             "best_epoch": best_epoch,
             "examples_per_s": seen / train_time,
             **values,
+            **method.learned(),
         }
         history.append(metrics)
 
         state = partial(
-            _checkpoint, epoch + 1, student, optimizer, scheduler, history,
+            _checkpoint, epoch + 1, student, learned, optimizer, scheduler, history,
             best_score, best_epoch, best_metrics, best_state,
         )  # fmt: skip
         if on_epoch is not None and on_epoch(epoch + 1, metrics, state):
@@ -315,9 +326,8 @@ def train_loader(config: TrainConfig, data: TaskData, epoch: int) -> DataLoader:
 
 
 def _optimizer(
-    config: TrainConfig, model: nn.Module, total_steps: int, device: torch.device
+    config: TrainConfig, params: list[nn.Parameter], total_steps: int, device: torch.device
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    params = [p for p in model.parameters() if p.requires_grad]
     fused = device.type in ("cpu", "cuda")  # one kernel per step instead of one per tensor op
     if config.optimizer == "adamw":
         optimizer: torch.optim.Optimizer = torch.optim.AdamW(
@@ -346,6 +356,7 @@ def _optimizer(
 def _checkpoint(
     epoch: int,
     model: nn.Module,
+    learned: nn.Module | None,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     history: list[dict[str, float]],
@@ -354,8 +365,9 @@ def _checkpoint(
     best_metrics: dict[str, float],
     best_state: dict[str, Tensor] | None,
 ) -> dict[str, Any]:
-    """The resumable state after ``epoch`` epochs (best weights only when not the current ones)."""
-    return {
+    """The resumable state after ``epoch`` epochs (best weights only when not the current ones;
+    ``"method"``: the method's learned parameters, for a method that has some)."""
+    state = {
         "epoch": epoch,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -366,6 +378,9 @@ def _checkpoint(
         "best_metrics": best_metrics,
         "best_model": None if best_epoch == epoch else best_state,
     }
+    if learned is not None:
+        state["method"] = learned.state_dict()
+    return state
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:

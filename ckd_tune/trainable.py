@@ -49,7 +49,7 @@ def run_trial(config: dict[str, Any], prepared: PreparedBench) -> None:
             train_config,
             prepared.data,
             student,
-            prepared.teacher_signal,
+            prepared.signal_for(train_config.method),
             on_epoch=on_epoch,
             resume=resume,
             device=device,

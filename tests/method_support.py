@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from typing import Any
 
 import torch
@@ -40,6 +41,11 @@ def ce(rows: list[list[float]], labels: list[int]) -> float:
 def kl(p: list[float], q: list[float]) -> float:
     """KL(p || q) = sum_k p_k log(p_k / q_k)."""
     return sum(pk * math.log(pk / qk) for pk, qk in zip(p, q, strict=True))
+
+
+def zscore(rows: list[list[float]]) -> list[list[float]]:
+    """Each row standardized with plain ``statistics``: ``(z - mean) / (sample std + 1e-7)``."""
+    return [[(v - statistics.fmean(r)) / (statistics.stdev(r) + 1e-7) for v in r] for r in rows]
 
 
 def close(actual: torch.Tensor, expected: torch.Tensor) -> None:

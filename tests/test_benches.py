@@ -1,7 +1,9 @@
-"""Benches end to end without Ray: data + cached teacher + student, every method trains."""
+"""Benches end to end without Ray: data + cached teacher (and assistant) + student, every
+method trains."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +12,10 @@ import torch
 
 from ckd_tune import benches, cache, teacher
 from ckd_tune.benches import BenchRequest, get_bench
+from ckd_tune.data import SPLITS
 from ckd_tune.errors import DataNotFoundError, UserInputError
 from ckd_tune.methods import METHODS
-from ckd_tune.models import TextModelSpec
+from ckd_tune.models import BUNDLED_ENCODER, TextModelSpec
 from ckd_tune.teacher import CachedTeacher, LiveTeacher
 from ckd_tune.train import predict, train
 
@@ -141,11 +144,101 @@ def test_damaged_teacher_checkpoint_is_retrained(glue_smoke, monkeypatch):
     assert not again.teacher.reused
 
 
+# --------------------------------------------------------------------------------------------
+# The teacher assistant (takd): distilled from the teacher once, cached like it
+
+
+@pytest.fixture(scope="module")
+def glue_takd(glue_smoke):
+    """The GLUE smoke bench prepared for every method (so with the assistant), in glue_smoke's
+    cache; ``calls`` records the arguments of each model training it ran."""
+    _, request = glue_smoke
+    request = dataclasses.replace(request, methods=tuple(sorted(METHODS)))
+    calls = []
+    real = teacher.fine_tune_teacher
+
+    def spy(data, build, config, **kwargs):
+        calls.append({"data": data, "config": config, "teacher": kwargs.get("teacher")})
+        return real(data, build, config, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(teacher, "fine_tune_teacher", spy)
+        prepared = get_bench("glue").prepare(request)
+    return prepared, request, calls
+
+
+def test_the_assistant_is_prepared_only_for_a_method_that_uses_it(glue_smoke):
+    prepared, request = glue_smoke
+    assert not request.needs_assistant and prepared.assistant is None
+    assert prepared.signal_for("kd") is prepared.teacher_signal
+    with pytest.raises(ValueError, match="'takd' distils from the teacher assistant"):
+        prepared.signal_for("takd")
+    assert BenchRequest("glue", methods=("kd", "takd")).needs_assistant
+    assert not BenchRequest("glue", methods=("kd", "ckd", "none")).needs_assistant
+
+
+def test_glue_assistant_is_distilled_from_the_teacher_on_the_teachers_examples(glue_takd):
+    prepared, request, calls = glue_takd
+    assistant, data = prepared.assistant, prepared.data
+    assert assistant is not None and not assistant.reused and assistant.train_seconds > 0
+    assert assistant.fingerprint != prepared.teacher.fingerprint
+    assert assistant.name.startswith(f"{BUNDLED_ENCODER}, first 4 layers, distilled from the")
+    (call,) = [c for c in calls if c["teacher"] is not None]
+    assert isinstance(call["teacher"], LiveTeacher)  # the teacher, run on the assistant's batches
+    # the teacher's own examples, selected on validation: never the test split, never val labels
+    assert call["data"].train is data.teacher_train and call["data"].val is data.val
+    config, smoke = call["config"], benches.GLUE_PROFILES["smoke"]
+    assert (config.method, config.params.alpha, config.params.temperature) == ("kd", 0.5, 4.0)
+    assert (config.lr, config.epochs) == (smoke.teacher_lr, smoke.teacher_epochs)
+    weights = request.cache_dir / "teachers" / assistant.fingerprint
+    assert TextModelSpec(str(weights), 2, pretrained_head=True)().config.num_hidden_layers == 4
+    for split in SPLITS:
+        assert assistant.logits[split].shape == (len(data.split(split)), 2)
+        assert 0.0 <= assistant.metrics[split]["accuracy"] <= 1.0
+    # takd's signal: the assistant's cached logits, by example, not the teacher's
+    assert prepared.signal_for("takd") is prepared.assistant_signal
+    batch = data.collate([data.train[i] for i in (5, 1)])
+    assert torch.equal(prepared.signal_for("takd")(batch), assistant.logits["train"][[5, 1]])
+    assert not torch.equal(prepared.signal_for("takd")(batch), prepared.signal_for("kd")(batch))
+
+
+def test_assistant_is_reused_not_retrained(glue_takd, monkeypatch):
+    prepared, request, _ = glue_takd
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the cached teacher and assistant should have been reused")
+
+    monkeypatch.setattr(teacher, "fine_tune_teacher", fail)
+    monkeypatch.setattr(teacher, "predict", fail)  # both models' logits come from the cache too
+    again = get_bench("glue").prepare(request)
+    assert again.assistant.reused and again.assistant.fingerprint == prepared.assistant.fingerprint
+    assert again.assistant.train_seconds == prepared.assistant.train_seconds  # what it cost once
+    assert torch.equal(again.assistant.logits["train"], prepared.assistant.logits["train"])
+
+
+def test_changed_assistant_settings_change_its_fingerprint(glue_takd, monkeypatch):
+    prepared, request, _ = glue_takd
+    monkeypatch.setattr(benches, "ASSISTANT_KD", {"alpha": 0.3, "temperature": 4.0})
+    trained = []
+    real = teacher.fine_tune_teacher
+    monkeypatch.setattr(
+        teacher,
+        "fine_tune_teacher",
+        lambda *a, **k: trained.append(k["teacher"] is not None) or real(*a, **k),
+    )
+    other = get_bench("glue").prepare(request)
+    assert trained == [True]  # the assistant only: the teacher is reused
+    assert other.teacher.reused and not other.assistant.reused
+    assert other.assistant.fingerprint != prepared.assistant.fingerprint
+    assert "alpha 0.3" in other.assistant.name
+
+
 @pytest.mark.parametrize("method", sorted(METHODS))
-def test_every_method_trains_on_glue_smoke(glue_smoke, method):
-    prepared, _ = glue_smoke
+def test_every_method_trains_on_glue_smoke(glue_takd, method):
+    prepared, _, _ = glue_takd
     config = prepared.base_config.replace(method=method, epochs=1)
-    result = train(config, prepared.data, prepared.build_student(0), prepared.teacher_signal)
+    signal = prepared.signal_for(method)
+    result = train(config, prepared.data, prepared.build_student(0), signal)
     assert len(result.history) == 1
     assert np.isfinite(result.history[0]["train_loss"])
     assert 0.0 <= result.best_score <= 1.0
@@ -176,11 +269,35 @@ def test_cifar_smoke_bench_and_teacher_cache(cifar_smoke, monkeypatch):
     assert get_bench("cifar10").prepare(request).teacher.reused
 
 
+@pytest.fixture(scope="module")
+def cifar_takd(cifar_smoke):
+    """The CIFAR smoke bench prepared for every method (so with the assistant), same cache."""
+    _, request = cifar_smoke
+    request = dataclasses.replace(request, methods=tuple(sorted(METHODS)))
+    return get_bench("cifar10").prepare(request), request
+
+
+def test_cifar_assistant_runs_live_and_is_cached(cifar_takd, monkeypatch):
+    prepared, request = cifar_takd
+    assistant = prepared.assistant
+    assert prepared.teacher.reused and not assistant.reused  # distilled from the cached teacher
+    assert assistant.name.startswith("resnet8, distilled from the teacher by kd")
+    assert assistant.fingerprint != prepared.teacher.fingerprint
+    assert set(assistant.metrics) == set(SPLITS)
+    assert isinstance(prepared.assistant_signal, LiveTeacher)  # augmentation: no logit cache
+    assert prepared.signal_for("takd") is prepared.assistant_signal
+    assert prepared.assistant_signal.model is not prepared.teacher_signal.model
+    monkeypatch.setattr(teacher, "fine_tune_teacher", lambda *a, **k: pytest.fail("retrained"))
+    again = get_bench("cifar10").prepare(request)
+    assert again.assistant.reused and again.assistant.fingerprint == assistant.fingerprint
+
+
 @pytest.mark.parametrize("method", sorted(METHODS))
-def test_every_method_trains_on_cifar_smoke(cifar_smoke, method):
-    prepared, _ = cifar_smoke
+def test_every_method_trains_on_cifar_smoke(cifar_takd, method):
+    prepared, _ = cifar_takd
     config = prepared.base_config.replace(method=method, epochs=1)
-    result = train(config, prepared.data, prepared.build_student(0), prepared.teacher_signal)
+    signal = prepared.signal_for(method)
+    result = train(config, prepared.data, prepared.build_student(0), signal)
     assert np.isfinite(result.history[0]["train_loss"])
 
 
@@ -214,7 +331,8 @@ def test_cifar_smoke_sweep_of_every_method_end_to_end(cifar_dir, tmp_path):
     cmd = [sys.executable, "-m", "ckd_tune.search", "--bench", "cifar10", "--profile", "smoke",
            "--data-dir", str(cifar_dir), "--cache-dir", str(tmp_path / "cache"),
            "--output", str(tmp_path / "runs"), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db",
-           "--max-epochs", "1", "--seeds", "2", "--quiet"]  # fmt: skip
+           "--methods", ",".join(METHODS), "--max-epochs", "1", "--seeds", "2",
+           "--quiet"]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     for method in METHODS:

@@ -127,7 +127,7 @@ def test_round_trip_property(t_max, margin, psi, path) -> None:
 
 @pytest.mark.parametrize("key", ["foo", "foo.bar", "psi_param.steepness", "learning_rate"])
 def test_from_flat_unknown_key_names_the_methods_parameters(key: str) -> None:
-    with pytest.raises(UserInputError, match="its parameters: alpha, temperature"):
+    with pytest.raises(UserInputError, match="its parameters: alpha, standardize, temperature"):
         TrainConfig.from_flat({"method": "kd", key: 1.0})
 
 

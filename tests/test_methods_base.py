@@ -33,7 +33,14 @@ def test_every_module_in_the_package_is_discovered() -> None:
 
 @pytest.mark.parametrize(
     ("name", "needs_teacher"),
-    [("none", False), ("kd", True), ("annealing_kd", True), ("ckd", True)],
+    [
+        ("none", False),
+        ("kd", True),
+        ("annealing_kd", True),
+        ("ckd", True),
+        ("dkd", True),
+        ("dist", True),
+    ],
 )
 def test_needs_teacher(name: str, needs_teacher: bool) -> None:
     assert METHODS[name].needs_teacher is needs_teacher
@@ -121,7 +128,7 @@ def test_all_terms_off_is_an_error() -> None:
 # --- every method ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["kd", "annealing_kd", "ckd"])
+@pytest.mark.parametrize("name", ["kd", "annealing_kd", "ckd", "dkd", "dist"])
 def test_teacher_methods_fail_without_teacher(name: str) -> None:
     z_s, _, y = logits()
     m = method(name)

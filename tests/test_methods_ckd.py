@@ -13,7 +13,19 @@ from ckd_tune.config import TrainConfig
 from ckd_tune.errors import UserInputError
 from ckd_tune.methods import Method
 from ckd_tune.schedules import SCHEDULES
-from tests.method_support import Z_S, Z_T, Y, ce, close, logits, loss, method, t64, y64
+from tests.method_support import (
+    Z_S,
+    Z_T,
+    Y,
+    ce,
+    close,
+    logits,
+    loss,
+    method,
+    t64,
+    y64,
+    zscore,
+)
 
 RISING_SHAPES = sorted(set(SCHEDULES) - {"constant"})
 
@@ -51,9 +63,9 @@ def test_constant_psi_and_shape_params() -> None:
     assert steep(0.25)["psi"] == pytest.approx(0.5)
 
 
-def _hinge(phi: float, margin: float, reduction: str) -> float:
+def _hinge(phi: float, margin: float, reduction: str, z_s=Z_S, z_t=Z_T) -> float:
     rows = []
-    for rs, rt in zip(Z_S, Z_T, strict=True):
+    for rs, rt in zip(z_s, z_t, strict=True):
         sq = sum((s - phi * t) ** 2 for s, t in zip(rs, rt, strict=True))
         rows.append(max(0.0, (sq / len(rs) if reduction == "mean" else sq) - margin * phi))
     return sum(rows) / len(rows)
@@ -71,6 +83,44 @@ def test_loss_by_hand(reduction: str, psi: float, margin: float) -> None:
     total = sum(t.weight * t.value.item() for t in terms.values())
     expected = psi * ce(Z_S, Y) + (1 - psi) * _hinge(0.4, margin, reduction)
     assert total == pytest.approx(expected, rel=1e-10)
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+@pytest.mark.parametrize(("psi", "phi", "margin"), [(0.25, 0.4, 0.0), (0.0, 1.0, 1.5)])
+def test_standardize_is_the_loss_on_standardized_logits(
+    reduction: str, psi: float, phi: float, margin: float
+) -> None:
+    # both rows z-scored before phi and the hinge; the CE keeps the raw logits
+    m = method("ckd", margin=margin, mse_reduction=reduction, standardize=True)
+    terms = m.loss_terms(t64(Z_S), t64(Z_T), y64(Y), {"T": 3.0, "phi": phi, "psi": psi})
+    assert {name: t.weight for name, t in terms.items()} == {"ce": psi, "hinge_mse": 1 - psi}
+    hinge = _hinge(phi, margin, reduction, zscore(Z_S), zscore(Z_T))
+    assert terms["hinge_mse"].value.item() == pytest.approx(hinge, rel=1e-10)
+    assert terms["ce"].value.item() == pytest.approx(ce(Z_S, Y), rel=1e-12)
+
+
+def test_standardized_error_is_a_correlation_loss() -> None:
+    # standardized rows have squared norm K - 1, so ||z_s - phi z_t||^2 = (K-1)(1 + phi^2 - 2 phi r)
+    # with r the Pearson correlation of the raw rows (ckd's docstring); the 1e-7 moves it ~1e-7
+    z_s, z_t, y = logits(seed=5, batch=3, num_logits=6)
+    phi, k = 0.6, 6
+    expected = 0.0
+    for rs, rt in zip(z_s.tolist(), z_t.tolist(), strict=True):
+        ms, mt = sum(rs) / k, sum(rt) / k
+        cov = sum((a - ms) * (b - mt) for a, b in zip(rs, rt, strict=True))
+        r = cov / (sum((a - ms) ** 2 for a in rs) * sum((b - mt) ** 2 for b in rt)) ** 0.5
+        expected += (k - 1) * (1 + phi**2 - 2 * phi * r) / 3
+    m = method("ckd", standardize=True)
+    terms = m.loss_terms(z_s, z_t, y, {"T": 2.0, "phi": phi, "psi": 0.0})
+    assert terms["hinge_mse"].value.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_standardize_leaves_regression_alone() -> None:
+    z_s, z_t, y = t64([[1.0], [3.0]]), t64([[2.0], [2.0]]), t64([1.5, 2.5])
+    values = {"T": 1.0, "phi": 0.5, "psi": 0.5}
+    on = method("ckd", standardize=True).loss_terms(z_s, z_t, y, values)
+    off = method("ckd").loss_terms(z_s, z_t, y, values)
+    assert on["hinge_mse"].value.item() == off["hinge_mse"].value.item()
 
 
 def test_regression_one_logit() -> None:
@@ -151,6 +201,7 @@ def test_sum_reduction_is_num_logits_times_annealing_kd() -> None:
         ({"psi_shape": "zigzag"}, "psi_shape"),
         ({"psi_shape": "linear", "psi_params.rate": 1.0}, "psi_params"),
         ({"t_max": 0.9}, "t_max"),
+        ({"standardize": "true"}, "standardize: must be true or false"),
     ],
 )
 def test_bad_parameters_are_refused_naming_them(params: dict, match: str) -> None:

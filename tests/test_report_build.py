@@ -157,3 +157,50 @@ def test_best_students_are_mlflow_models_and_the_best_is_registered(built, monke
     }
     (version,) = built.client.search_model_versions("name = 'points-student'")
     assert version.run_id == methods[best]["model"]["mlflow_uri"].split("/")[1]
+
+
+def test_a_report_with_takd_reruns_it_on_the_assistant_and_shows_the_assistant(
+    tmp_path, monkeypatch
+):
+    """Without MLflow: takd's re-runs distil from the assistant's logits, kd's from the
+    teacher's; results.json and report.md carry the assistant's scores and one-time cost."""
+    import ckd_tune.train
+    from ckd_tune.config import TrainConfig
+    from ckd_tune.search.summary import MethodSummary
+    from tests.synthetic_bench import make_prepared
+
+    prepared = make_prepared(assistant=True)
+    shared = {"epochs": 2, "batch_size": 16, "lr": 1e-2}
+
+    def summary(method: str) -> MethodSummary:
+        config = TrainConfig.from_flat({**shared, "method": method}).to_flat()
+        return MethodSummary(method, "ok", 0.7, config, "t1", None, 2, 0, 4, 3.0)
+
+    summaries = [summary("kd"), summary("takd")]
+    signals = []
+    real_train = ckd_tune.train.train
+
+    def spy(config, data, student, signal=None, **kwargs):
+        signals.append((config.method, signal))
+        return real_train(config, data, student, signal, **kwargs)
+
+    monkeypatch.setattr(ckd_tune.train, "train", spy)
+    setup = report.ReportSetup(sweep="points-takd", report_dir=tmp_path / "report", seed=0,
+                               seeds=2, epochs=2, positive_control=False)  # fmt: skip
+    report.make_report(setup, prepared, summaries)
+    assert sorted(m for m, s in signals if s is prepared.assistant_signal) == ["takd", "takd"]
+    assert sorted(m for m, s in signals if s is prepared.teacher_signal) == ["kd", "kd"]
+    results = json.loads((setup.report_dir / "results.json").read_text())
+    metrics = prepared.assistant.metrics
+    assert results["assistant"] == {
+        "name": "synthetic assistant",
+        "scores": {s: metrics[s]["accuracy"] for s in ("train", "val", "test")},
+        "train_seconds": 2.5,
+        "reused": False,
+        "used_by": ["takd"],
+    }
+    assert results["teacher"]["reused"] is False and results["teacher"]["train_seconds"] == 0.0
+    md = (setup.report_dir / "report.md").read_text()
+    assert "- **Teacher assistant** (what takd distils from): synthetic assistant;" in md
+    assert f"| assistant | - | {metrics['val']['accuracy']:.4f} |" in md
+    assert "assistant (used by takd only): 2 s of training (this sweep)." in md

@@ -75,7 +75,11 @@ def test_cli_rebuilds_the_sweep_from_mlflow(built, monkeypatch, capsys):
         epochs=3,
         methods=list(METHODS),
         request=SimpleNamespace(
-            data_dir=None, teacher=None, student=None, cache_dir=built.tmp / "cache"
+            data_dir=None,
+            teacher=None,
+            student=None,
+            assistant="resnet20",
+            cache_dir=built.tmp / "cache",
         ),
         args=SimpleNamespace(searcher="random", scheduler="fifo", seed=5, profile="smoke"),
     )
@@ -87,6 +91,8 @@ def test_cli_rebuilds_the_sweep_from_mlflow(built, monkeypatch, capsys):
     assert rc == 0, capsys.readouterr().err
     assert len(seen) == 1 and seen[0].cache_dir == built.tmp / "cache"
     assert seen[0].bench == "points" and seen[0].profile == "smoke" and seen[0].data_dir is None
+    # the assistant as the sweep had it, prepared for the methods the sweep searched
+    assert seen[0].assistant == "resnet20" and seen[0].methods == tuple(METHODS)
     results = json.loads((sweep_dir / "report" / "results.json").read_text())
     assert results["setup"]["seeds"] == [6, 7]  # the profile's 2 seeds, after the sweep's seed
     assert results["setup"]["searcher"] == "random" and results["setup"]["scheduler"] == "fifo"

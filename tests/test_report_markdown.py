@@ -277,6 +277,43 @@ def test_teacher_row_and_its_gap_to_fine_tuning():
     assert "| teacher |" not in render_markdown(_results())
 
 
+ASSISTANT = {
+    "name": "A",
+    "scores": {"train": 0.95, "val": 0.88, "test": 0.84},
+    "train_seconds": 150.0,
+    "reused": False,
+    "used_by": ["takd"],
+}
+
+
+def test_assistant_setup_line_row_beside_the_teachers_and_one_time_costs():
+    teacher = {"name": "T", "val": 0.9, "test": 0.85, "train_seconds": 30.0, "reused": True}
+    setup = {**_results()["setup"], "teacher_data": "disjoint"}
+    md = render_markdown(_results(teacher=teacher, assistant=ASSISTANT, setup=setup))
+    assert (
+        "- **Teacher assistant** (what takd distils from): A; trained on the teacher's own "
+        "examples (disjoint from the student's), never on validation or test labels" in md
+    )
+    assert "on the student's training examples 0.9500, validation 0.8800, test 0.8400" in md
+    rows = [x for x in _section(md, "Results").splitlines() if x.startswith("| ")]
+    assert rows[1:3] == [
+        "| teacher | - | 0.9000 | 0.8500 | - | - | +0.0800 | - |",
+        "| assistant | - | 0.8800 | 0.8400 | - | - | +0.0700 | - |",
+    ]
+    assert (
+        "One-time costs, outside every method's search budget (trained once, then cached): "
+        "teacher: 30 s of training (reused from the cache, paid by an earlier sweep); "
+        "assistant (used by takd only): 2.5 min of training (this sweep)."
+    ) in _section(md, "Search budget")
+    ready = {**teacher, "train_seconds": 0.0}
+    shared = render_markdown(_results(teacher=ready, assistant=ASSISTANT))
+    assert "trained on the student's training examples, as the teacher, never on" in shared
+    assert "teacher: a ready model, not trained here; assistant" in shared
+    bare = render_markdown(_results())
+    assert "Teacher assistant" not in bare and "| assistant |" not in bare
+    assert "One-time costs" not in bare
+
+
 def test_best_configurations_use_fmt_value():
     methods = _results()["methods"]
     methods["ckd"]["config_changes"] = {

@@ -66,6 +66,14 @@ BAD_INPUTS = {
         ["--teacher", "{tmp}/no_such_teacher"],
         ["--teacher", "no_such_teacher", "does not exist"],
     ),
+    "missing assistant": (
+        ["--methods", "takd", "--assistant", "{tmp}/no_such_assistant"],
+        ["--assistant", "no_such_assistant", "does not exist"],
+    ),
+    "assistant without takd": (
+        ["--methods", "kd,none", "--assistant", "resnet20"],
+        ["--assistant", "kd,none", "add takd"],
+    ),
 }
 
 
@@ -97,6 +105,39 @@ def test_bad_input_exits_2_with_one_line_before_ray(case, tmp_path, glue_dir, ca
     assert time.monotonic() - t0 < 30
     assert not ray.is_initialized()
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("sweep.json"))
+
+
+def test_an_unknown_cifar_assistant_exits_2_with_one_line_before_any_training(
+    tmp_path, cifar_dir, capsys, monkeypatch
+):
+    from ckd_tune import teacher
+
+    monkeypatch.setattr(teacher, "fine_tune_teacher", lambda *a, **k: pytest.fail("trained"))
+    argv = ["--bench", "cifar10", "--profile", "smoke", "--data-dir", str(cifar_dir),
+            "--methods", "takd,kd", "--assistant", "vgg11", "--no-report",
+            "--output", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache"),
+            "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"]  # fmt: skip
+    capsys.readouterr()
+    status = main(argv)
+    err = capsys.readouterr().err
+    assert status == 2
+    assert len(lines(err)) == 1, err
+    assert err.startswith("ckd_tune.search: error: ") and "--assistant" in err
+    assert "unknown CIFAR network 'vgg11'" in err
+
+
+def test_the_assistant_gets_a_line_like_the_teachers(capsys):
+    from ckd_tune.search.cli import _print_teacher
+    from tests.synthetic_bench import make_prepared
+
+    _print_teacher(make_prepared(assistant=True))
+    teacher, assistant = capsys.readouterr().out.splitlines()
+    assert teacher.startswith("teacher: synthetic teacher (trained in 0 s); val accuracy ")
+    assert assistant.startswith("assistant: synthetic assistant (trained in 2 s); val accuracy ")
+    assert ", test accuracy " in assistant
+    _print_teacher(make_prepared())  # no assistant: the teacher's line alone
+    (only,) = capsys.readouterr().out.splitlines()
+    assert only.startswith("teacher: ")
 
 
 def test_bad_input_in_a_real_process_is_one_stderr_line(tmp_path, glue_dir, cache_dir):

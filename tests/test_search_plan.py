@@ -34,3 +34,13 @@ def test_the_plan_resolves_defaults_and_leaves_the_flags_as_given(tmp_path, glue
     )
     assert plan.methods == ["kd", "none"]
     assert plan.sweep.startswith("glue-sst2-smoke-") and plan.storage == str(plan.sweep_dir / "ray")
+
+
+def test_the_assistant_flag_and_the_methods_reach_the_bench_request(tmp_path, glue_dir):
+    argv = sweep_args(tmp_path / "runs", f"sqlite:///{tmp_path / 'm.db'}", tmp_path, glue_dir)
+    extra = ["--methods", "takd,kd", "--assistant", "prajjwal1/bert-mini"]
+    plan = make_plan(build_parser().parse_args([*argv, *extra]))
+    assert plan.request.assistant == "prajjwal1/bert-mini"
+    assert plan.request.methods == ("takd", "kd") and plan.request.needs_assistant
+    plain = make_plan(build_parser().parse_args([*argv, "--methods", "kd,none"]))
+    assert plain.request.assistant is None and not plain.request.needs_assistant

@@ -22,16 +22,26 @@ WIDE = SPACE_DIR / "wide"  # the variant that also tunes each method's optimiser
 SHIPPED = {  # the defaults: only each method's own parameters, the papers' schedules fixed
     "none": ({}, set()),
     "kd": ({}, {"alpha", "temperature"}),
+    "takd": ({}, {"alpha", "temperature"}),
     "annealing_kd": ({"temperature_path": "steps"}, {"t_max", "anneal_fraction"}),
     "ckd": (
         {"temperature_path": "steps", "psi_shape": "ramp", "mse_reduction": "sum"},
         {"t_max", "anneal_fraction", "psi_end_fraction", "psi_params.level", "margin"},
     ),
+    "ctkd": ({}, {"alpha", "t_range", "lambda_max", "curriculum_fraction"}),
+    "dkd": ({"temperature": 4.0, "warmup": 20 / 240}, {"alpha", "beta"}),
+    "dist": ({}, {"beta", "gamma", "temperature"}),
+}
+CIFAR_SHIPPED = {  # the papers' CIFAR-100 settings where they differ: (fixed added, params left)
+    "ckd": ({"mse_reduction": "mean"}, SHIPPED["ckd"][1]),
+    "dkd": ({"alpha": 1.0}, {"beta"}),
+    "dist": ({"temperature": 4.0}, {"beta", "gamma"}),
 }
 BASE = {"lr", "weight_decay", "batch_size"}
 EXPECTED_PARAMS = {
     "none": BASE,
-    "kd": BASE | {"alpha", "temperature"},
+    "kd": BASE | {"alpha", "temperature", "standardize"},
+    "takd": BASE | {"alpha", "temperature", "standardize"},
     "annealing_kd": BASE
     | {"t_max", "temperature_path", "temperature_params.rate", "anneal_fraction"},
     "ckd": BASE
@@ -39,6 +49,7 @@ EXPECTED_PARAMS = {
         "t_max",
         "margin",
         "mse_reduction",
+        "standardize",
         "psi_end_fraction",
         "psi_shape",
         "psi_params.rate",
@@ -49,6 +60,9 @@ EXPECTED_PARAMS = {
         "temperature_params.rate",
         "anneal_fraction",
     },
+    "ctkd": BASE | {"alpha", "t_start", "t_range", "lambda_max", "curriculum_fraction"},
+    "dkd": BASE | {"alpha", "beta", "temperature", "warmup", "standardize"},
+    "dist": BASE | {"beta", "gamma", "temperature", "standardize"},
 }
 # conditional parameter -> (the categorical it depends on, the values that make it exist)
 CONDITIONS = {
@@ -93,12 +107,18 @@ def test_shipped_space_loads(method: str) -> None:
     assert Path(space.source).name == f"{method}.yaml"
     # optimiser settings are shared by every method (the bench profile's), on every bench
     assert not BASE & set(space.param_names) and not BASE & set(space.fixed)
+    assert "standardize" not in space.param_names  # a commented option in the default spaces
     cifar = load_space(default_space_path(method), bench="cifar")
-    if method == "ckd":  # SGD at the profile's lr: the per-logit mean error, a margin to match
-        assert cifar.fixed == {**fixed, "mse_reduction": "mean"}
-        assert {p.name: p.high for p in cifar.params}["margin"] == 0.1
+    if method in CIFAR_SHIPPED:
+        added, searched = CIFAR_SHIPPED[method]
+        assert cifar.fixed == {**fixed, **added}
+        assert set(cifar.param_names) == searched
     else:
         assert cifar.fixed == space.fixed and cifar.params == space.params
+    if method == "ckd":  # SGD at the profile's lr: the per-logit mean error, a margin to match
+        assert {p.name: p.high for p in cifar.params}["margin"] == 0.1
+    if method == "dkd":  # the paper's CIFAR-100 beta (8) is the range's top
+        assert {p.name: p.high for p in cifar.params}["beta"] == 8.0
 
 
 @pytest.mark.parametrize("method", sorted(EXPECTED_PARAMS))
@@ -177,7 +197,7 @@ def test_fixed_trial_replays_a_config() -> None:
     space = load_space(default_space_path("ckd", WIDE))
     wanted = {
         "lr": 1e-4, "weight_decay": 0.01, "batch_size": 32, "t_max": 5, "margin": 0.5,
-        "mse_reduction": "sum", "psi_end_fraction": 0.5, "psi_shape": "step",
+        "mse_reduction": "sum", "standardize": True, "psi_end_fraction": 0.5, "psi_shape": "step",
         "psi_params.n_steps": 3, "temperature_path": "steps", "anneal_fraction": 0.6,
     }  # fmt: skip
     assert space.suggest_config(optuna.trial.FixedTrial(wanted)) == {**wanted, "method": "ckd"}
@@ -260,6 +280,25 @@ def test_bench_override_merge_rules(tmp_path: Path) -> None:
     other = load_space(path, bench="other")
     assert other.param_names == ("lr", "temperature", "epochs")
     assert other.fixed == {"alpha": 0.5}
+
+
+def test_true_false_fields_take_true_false_choices() -> None:
+    fixed = space_from_dict({"method": "kd", "fixed": {"group_by_length": False}, "params": {}})
+    assert fixed.fixed == {"group_by_length": False}
+    searched = space_from_dict(
+        {
+            "method": "kd",
+            "params": {
+                "lr": {"type": "loguniform", "low": 1.0e-5, "high": 3.0e-4},
+                "batch_size": {"type": "categorical", "choices": [16, 32]},
+                "group_by_length": {"type": "categorical", "choices": [False, True]},
+            },
+        }
+    )
+    configs = _tpe_configs(searched, seed=0, n=12)
+    assert {c["group_by_length"] for c in configs} == {False, True}
+    assert all(type(c["group_by_length"]) is bool for c in configs)
+    assert {TrainConfig.from_flat(c).group_by_length for c in configs} == {False, True}
 
 
 def _yaml(method: str, *params: str, fixed: str | None = None, tail: str = "") -> str:
@@ -548,6 +587,42 @@ BROKEN = [
         _yaml("kd", "batch_size: {type: categorical, choices: [16, 32.5]}"),
         "params.batch_size.choices",
         "integers",
+    ),
+    case(
+        "bool-field-uniform",
+        _yaml("kd", "group_by_length: {type: uniform, low: 0.0, high: 1.0}"),
+        "params.group_by_length",
+        "true or false; use type: categorical",
+    ),
+    case(
+        "bool-field-number-choices",
+        _yaml("kd", "group_by_length: {type: categorical, choices: [0, 1]}"),
+        "params.group_by_length.choices",
+        "takes true or false, got int 0",
+    ),
+    case(
+        "bool-field-string-choices",
+        _yaml("kd", "group_by_length: {type: categorical, choices: ['yes', 'no']}"),
+        "params.group_by_length.choices",
+        "takes true or false, got string 'yes'",
+    ),
+    case(
+        "number-field-bool-choice",
+        _yaml("kd", "batch_size: {type: categorical, choices: [16, true]}"),
+        "params.batch_size.choices",
+        "takes no true/false, got bool True",
+    ),
+    case(
+        "choice-not-scalar",
+        _yaml("kd", "batch_size: {type: categorical, choices: [16, [32]]}"),
+        "params.batch_size.choices",
+        "strings, numbers or true/false",
+    ),
+    case(
+        "fixed-bool-field-number",
+        _yaml("kd", LR, fixed="{group_by_length: 1}"),
+        "fixed.group_by_length",
+        "expected true or false, got int 1",
     ),
     case(
         "number-field-string-choice",

@@ -21,6 +21,7 @@ from ckd_tune.teacher import (
     CachedTeacher,
     LiveTeacher,
     ShuffledTeacher,
+    assistant_fingerprint,
     cached_teacher,
     fine_tune_teacher,
     teacher_fingerprint,
@@ -101,6 +102,32 @@ def test_ready_teacher_is_named_by_its_weights_alone():
     assert teacher_fingerprint("w") != _key()
 
 
+def _assistant_key(teacher_fp: str = "t", weights: str = "w", data: str = "d", **settings) -> str:
+    config = TrainConfig.from_flat({**_SETTINGS, "method": "kd", **settings})
+    return assistant_fingerprint(teacher_fp, weights, data, config)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"teacher_fp": "another teacher"},
+        {"weights": "other start weights"},
+        {"data": "other examples"},
+        {"lr": 2e-3},
+        {"epochs": 3},
+        {"alpha": 0.3},
+        {"temperature": 2.0},
+        {"method": "none"},
+    ],
+    ids=lambda change: next(iter(change)),
+)
+def test_assistant_fingerprint_follows_its_teacher_data_weights_and_settings(change):
+    assert _assistant_key(**change) != _assistant_key()
+    assert _assistant_key(num_threads=8) == _assistant_key()
+    # never the name of a teacher trained from the same weights on the same data
+    assert _assistant_key() != teacher_fingerprint("w", "d", TrainConfig(**_SETTINGS))
+
+
 def _text_model_dir(root: Path) -> Path:
     root.mkdir(parents=True)
     (root / "config.json").write_text('{"model_type": "bert"}')
@@ -174,6 +201,24 @@ def test_fine_tuned_teacher_keeps_its_best_epoch(points_task, monkeypatch):
     state = model.state_dict()
     assert all(torch.equal(state[name], value) for name, value in run.best_state.items())
     assert metrics["val"] == evaluate(model, points_task, "val")
+
+
+def test_an_assistant_is_distilled_from_the_teacher_signal_given(points_task, monkeypatch):
+    seen = []
+    real_train = teacher.train
+
+    def spy(config, data, model, signal=None, **kwargs):
+        seen.append((config.method, signal))
+        return real_train(config, data, model, signal, **kwargs)
+
+    monkeypatch.setattr(teacher, "train", spy)
+    config = TrainConfig(**{**_SETTINGS, "method": "kd", "lr": 1e-2})
+    signal = CachedTeacher(torch.randn(len(points_task.train), 3))
+    model, metrics, _ = fine_tune_teacher(points_task, _net, config, teacher=signal)
+    assert seen == [("kd", signal)]
+    assert metrics["val"] == evaluate(model, points_task, "val")
+    fine_tune_teacher(points_task, _net, config)  # no teacher: fine-tuned on the labels
+    assert seen[1] == ("none", None)
 
 
 def _fresh_logits(model, task) -> dict[str, torch.Tensor]:

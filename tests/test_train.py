@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
@@ -32,7 +33,12 @@ def _student(seed: int = 0) -> TinyNet:
     return TinyNet()
 
 
-_METHOD_PARAMS = {"ckd": {"t_max": 4.0, "margin": 0.1}, "annealing_kd": {"t_max": 4.0}}
+_METHOD_PARAMS = {
+    "ckd": {"t_max": 4.0, "margin": 0.1},
+    "annealing_kd": {"t_max": 4.0},
+    "ctkd": {"curriculum_fraction": 0.5},  # lambda 0, 0.5, 1, 1 over 4 epochs
+    "dkd": {"warmup": 0.75},  # 3 of the 4 epochs
+}
 
 
 def _config(method: str = "ckd", **kw) -> TrainConfig:
@@ -74,16 +80,24 @@ def test_every_method_trains_and_reports(points_task, method):
     assert {"val_accuracy", "best_val_score", "examples_per_s"} <= set(result.last_metrics)
     if method in ("ckd", "annealing_kd"):
         assert {"T", "phi", "psi"} <= set(result.last_metrics)
+    if method == "ctkd":
+        assert {"T", "lambda"} <= set(result.last_metrics)
+    if method == "dkd":  # the warm-up factor is logged with T
+        assert [m["kd_warmup"] for _, m in seen] == pytest.approx([1 / 3, 2 / 3, 1.0, 1.0])
     terms = {
         "none": {"ce"},
         "kd": {"ce", "kd"},
         "annealing_kd": {"ce", "mse"},
         "ckd": {"ce", "hinge_mse"},
+        "ctkd": {"ce", "kd"},
+        "takd": {"ce", "kd"},  # kd on the assistant's logits (here: the test's teacher)
+        "dkd": {"ce", "dkd"},
+        "dist": {"ce", "dist"},
     }
     for _, m in seen:  # every loss term, unweighted, per epoch
         assert {k for k in m if k.startswith("loss_")} == {f"loss_{t}" for t in terms[method]}
-    if method in ("kd", "none"):  # constant weights: the epoch's loss is their weighted sum
-        alpha = config.params.alpha if method == "kd" else 1.0
+    if method in ("kd", "takd", "ctkd", "none"):  # constant weights: the epoch's loss is their weighted sum
+        alpha = 1.0 if method == "none" else config.params.alpha
         for _, m in seen:
             mix = alpha * m["loss_ce"] + (1 - alpha) * m.get("loss_kd", 0.0)
             assert m["train_loss"] == pytest.approx(mix, rel=1e-5)
@@ -177,6 +191,82 @@ def test_resume_matches_uninterrupted_run(points_task, method, lengths, stop):
     assert resumed.best_score == full.best_score and resumed.best_epoch == full.best_epoch
     for k, v in full.best_state.items():
         assert torch.equal(v, resumed.best_state[k])
+
+
+def _saved(state: dict) -> dict:
+    """``state`` through ``torch.save`` and ``torch.load(weights_only=True)``, as a checkpoint."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+def _timeless(history: list[dict[str, float]]) -> list[dict[str, float]]:
+    return [{k: v for k, v in m.items() if k != "examples_per_s"} for m in history]
+
+
+def test_ctkd_learns_its_temperature_and_logs_it_per_epoch(points_task):
+    thetas = []
+    result = train(_config("ctkd"), points_task, _student(), _teacher(points_task),
+                   on_epoch=lambda e, m, s: thetas.append(s()["method"]["theta"].clone()))  # fmt: skip
+    assert [m["lambda"] for m in result.history] == pytest.approx([0.0, 0.5, 1.0, 1.0])
+    temps = [m["T"] for m in result.history]
+    start = 1.0 + 20.0 * torch.sigmoid(torch.tensor(1.0)).item()  # theta starts at 1
+    assert len({start, *temps}) == 5  # T moves every epoch ...
+    # ... in epoch 1 (lambda 0) by weight decay alone; with lambda > 0 by the reversed gradient
+    assert abs(temps[1] - temps[0]) > 10 * abs(temps[0] - start)
+    for m, theta in zip(result.history, thetas, strict=True):  # the logged T is the saved theta's
+        assert m["T"] == float(1.0 + 20.0 * torch.sigmoid(theta))
+
+
+@pytest.mark.parametrize("stop", [1, 2, 3])
+def test_ctkd_resume_reproduces_the_learned_temperature_exactly(points_task, stop):
+    config = _config("ctkd")
+    ends: dict[str, dict] = {}
+
+    def keep_last(name):
+        return lambda epoch, metrics, state: ends.__setitem__(name, _saved(state()))
+
+    full = train(config, points_task, _student(), _teacher(points_task), on_epoch=keep_last("full"))
+    saved = {}
+
+    def stop_there(epoch, metrics, state):
+        if epoch == stop:
+            saved.update(_saved(state()))
+            return True
+        return None
+
+    train(config, points_task, _student(), _teacher(points_task), on_epoch=stop_there)
+    assert saved["history"][-1]["T"] == full.history[stop - 1]["T"]
+    resumed = train(config, points_task, _student(seed=99), _teacher(points_task),
+                    resume=saved, on_epoch=keep_last("resumed"))  # fmt: skip
+    assert _timeless(resumed.history) == _timeless(full.history)  # T and lambda included
+    assert torch.equal(ends["resumed"]["method"]["theta"], ends["full"]["method"]["theta"])
+    theta = len(list(_student().parameters()))  # the optimizer's index of theta: after the student
+    for key, value in ends["full"]["optimizer"]["state"][theta].items():  # its Adam moments
+        assert torch.equal(ends["resumed"]["optimizer"]["state"][theta][key], value)
+    # without the saved temperature the resumed run is another run
+    fresh = {**saved, "method": {"theta": torch.ones(())}}
+    other = train(config, points_task, _student(), _teacher(points_task), resume=fresh)
+    assert other.history[stop]["T"] != full.history[stop]["T"]
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_only_a_method_that_learns_adds_to_the_optimizer_and_checkpoint(points_task, method):
+    states = []
+    train(_config(method, epochs=1), points_task, _student(), _teacher(points_task),
+          on_epoch=lambda e, m, s: states.append(s()))  # fmt: skip
+    (state,) = states
+    keys = {"epoch", "model", "optimizer", "scheduler", "history", "best_score", "best_epoch",
+            "best_metrics", "best_model"}  # fmt: skip
+    student_params = len(list(_student().parameters()))
+    (group,) = state["optimizer"]["param_groups"]
+    if method == "ctkd":  # its temperature: one more parameter, saved under "method"
+        assert set(state) == keys | {"method"} and set(state["method"]) == {"theta"}
+        assert len(group["params"]) == student_params + 1
+    else:
+        assert set(state) == keys
+        assert len(group["params"]) == student_params
 
 
 @pytest.mark.parametrize("group", [True, False])

@@ -46,14 +46,14 @@ class FakeTune:
             raise Crash
 
 
-def run(monkeypatch: pytest.MonkeyPatch, fake: FakeTune) -> FakeTune:
-    """``run_trial`` on the synthetic bench under ``fake``, crashing where it says."""
+def run(monkeypatch: pytest.MonkeyPatch, fake: FakeTune, config: dict | None = None) -> FakeTune:
+    """``run_trial`` of ``config`` on the synthetic bench under ``fake``, crashing where it says."""
     monkeypatch.setattr(trainable, "tune", fake)
     if fake.crash_after:
         with pytest.raises(Crash):
-            run_trial({}, make_prepared())
+            run_trial(config or {}, make_prepared())
     else:
-        run_trial({}, make_prepared())
+        run_trial(config or {}, make_prepared())
     return fake
 
 
@@ -76,3 +76,39 @@ def test_checkpoints_load_with_weights_only_and_a_resume_continues(tmp_path, mon
     expected = torch.load(full.checkpoints[-1] / STATE_FILE, weights_only=True)
     for name, weights in expected["model"].items():
         torch.testing.assert_close(final["model"][name], weights)
+
+
+def test_a_learned_temperature_survives_a_trial_restart(tmp_path, monkeypatch):
+    # CTKD's temperature is the method's own state: checkpointed beside the student's weights
+    config = {"method": "ctkd", "curriculum_fraction": 0.4}  # lambda 0, 0.93, 1 over 3 epochs
+    full = run(monkeypatch, FakeTune(tmp_path / "full"), config)
+    crashed = run(monkeypatch, FakeTune(tmp_path / "crashed", crash_after=2), config)
+    state = torch.load(crashed.checkpoints[-1] / STATE_FILE, weights_only=True)
+    assert set(state["method"]) == {"theta"}
+    resumed = run(monkeypatch, FakeTune(tmp_path / "resumed", resume_from=crashed.checkpoints[-1]),
+                  config)  # fmt: skip
+    assert [m["epoch"] for m in resumed.reported] == [3]
+    assert len({m["T"] for m in full.reported}) == 3  # learned: a new T every epoch
+    for key in ("T", "lambda", "train_loss", "val_score"):
+        assert resumed.reported[-1][key] == full.reported[-1][key], key
+    final = torch.load(resumed.checkpoints[-1] / STATE_FILE, weights_only=True)
+    expected = torch.load(full.checkpoints[-1] / STATE_FILE, weights_only=True)
+    assert torch.equal(final["method"]["theta"], expected["method"]["theta"])
+
+
+def test_a_takd_trial_distils_from_the_assistant(tmp_path, monkeypatch):
+    """The trial's signal is the one its method names: takd's search trains on the assistant's
+    logits (as its re-runs do), kd's on the teacher's."""
+    prepared = make_prepared(assistant=True)
+    seen = []
+
+    def spy(config, data, student, signal, **kwargs):
+        seen.append((config.method, signal))
+        return None
+
+    monkeypatch.setattr(trainable, "train", spy)
+    for method in ("takd", "kd"):
+        monkeypatch.setattr(trainable, "tune", FakeTune(tmp_path / method))
+        run_trial({"method": method}, prepared)
+    assert seen == [("takd", prepared.assistant_signal), ("kd", prepared.teacher_signal)]
+    assert prepared.assistant_signal is not prepared.teacher_signal

@@ -4,7 +4,9 @@ A method is a :class:`Method` subclass in its own module under ``ckd_tune/method
 with :func:`register`; the package imports every module in it, so nothing else lists methods.
 The subclass names its parameters (a frozen :class:`MethodParams` dataclass that validates
 itself), turns training progress into scheduled values (``T``, ``phi``, ``psi`` ...) and returns
-the loss of a batch as named, weighted :class:`Term` s; the loop sums them and logs each.
+the loss of a batch as named, weighted :class:`Term` s; the loop sums them and logs each. A method
+may also learn parameters of its own (CTKD's temperature): :meth:`Method.trainable` gives them to
+the loop, which trains, checkpoints and restores them with the student.
 
 Method modules import PyTorch code (``ckd_tune.losses``) inside the functions that run during
 training, so that parameters, configs and search spaces load without torch (the CLI checks its
@@ -24,7 +26,7 @@ from ckd_tune.errors import UserInputError
 from ckd_tune.schedules import SCHEDULES, check_shape_params
 
 if TYPE_CHECKING:
-    from torch import Tensor
+    from torch import Tensor, nn
 
 
 @dataclass(frozen=True)
@@ -62,12 +64,14 @@ class Method(ABC):
     Subclasses set ``name``, ``params_type`` (their :class:`MethodParams`), ``needs_teacher``
     and ``annealing_fields`` (the parameters, fractions of training, before whose end the method
     is still annealing: early stopping must not judge a trial before then), and implement
-    :meth:`loss_terms`; :meth:`schedule` and :meth:`phase2_epoch` default to "nothing scheduled".
+    :meth:`loss_terms`; :meth:`schedule`, :meth:`phase2_epoch`, :meth:`trainable` and
+    :meth:`learned` default to "nothing scheduled, nothing learned".
     """
 
     name: ClassVar[str]
     params_type: ClassVar[type[MethodParams]] = MethodParams
     needs_teacher: ClassVar[bool] = True
+    signal: ClassVar[str] = "teacher"  # whose logits it distils: "teacher" or "assistant" (TAKD)
     annealing_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: MethodParams, epochs: int) -> None:
@@ -97,6 +101,22 @@ class Method(ABC):
         """The epoch at which the loop reloads the best weights so far and starts a fresh
         optimizer and lr schedule (Annealing-KD's phase 2), or ``None``."""
         return None
+
+    def trainable(self) -> nn.Module | None:
+        """The method's own learned parameters for this run (the same module on every call), or
+        ``None``.
+
+        The loop moves the module to the training device and updates its parameters in the
+        student's optimizer (after the student's: the same lr, weight decay and lr schedule), saves
+        its ``state_dict`` in every checkpoint (key ``"method"``) and loads it back on resume.
+        The student's best weights never include it.
+        """
+        return None
+
+    def learned(self) -> dict[str, float]:
+        """The learned values to log after each epoch's last step (CTKD: its ``T``), beside
+        :meth:`schedule`'s values."""
+        return {}
 
 
 METHODS: dict[str, type[Method]] = {}

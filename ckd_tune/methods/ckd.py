@@ -4,6 +4,16 @@ A smoothed objective first, made harder as training proceeds: the student regres
 teacher's logits scaled by ``phi(T)`` (``T`` annealing ``t_max -> 1``) under a margin hinge,
 while ``psi`` moves the weight from that term to the labels (``psi = 1`` from
 ``psi_end_fraction`` of training on).
+
+``standardize`` (logit standardization, Sun et al., CVPR 2024) z-scores both models' logits
+before the ``phi`` scaling and the hinge. A standardized row has mean 0 and squared norm
+``K - 1`` (``K`` logits), so with the sum reduction the squared error becomes
+``(K - 1) (1 + phi^2 - 2 phi r)``, ``r`` the Pearson correlation of the two raw rows: a
+correlation loss. The student cannot shrink its standardized logits towards ``phi z_t``, so
+``phi`` no longer softens the target; it weighs the correlation (``-2 phi (K - 1) r``) and sets
+a floor ``(K - 1) (1 - phi)^2`` that the margin is compared with. The continuation is then in
+the weight of the term rather than in its target: a different method, searchable but not the
+paper's.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ from ckd_tune.methods.base import (
     require_fraction,
     require_shape,
 )
+from ckd_tune.methods.standardize import distillation_logits, require_switch
 from ckd_tune.methods.temperature import AnnealedTemperature
 from ckd_tune.schedules import SCHEDULES, shape_value
 
@@ -29,7 +40,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class CKDParams(AnnealedTemperature):
-    """The annealed temperature, ``psi``'s shape and end, the margin and the error's reduction."""
+    """The annealed temperature, ``psi``'s shape and end, the margin, the error's reduction and
+    the standardization switch."""
 
     shape_fields: ClassVar[dict[str, str]] = {
         **AnnealedTemperature.shape_fields,
@@ -45,6 +57,7 @@ class CKDParams(AnnealedTemperature):
     psi_end_fraction: float = 0.5  # fraction of training at which psi reaches 1
     margin: float = 0.0
     mse_reduction: str = "sum"  # "sum" | "mean" of the squared error over the logits
+    standardize: bool = False  # z-score both models' logits before phi and the hinge
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -54,6 +67,7 @@ class CKDParams(AnnealedTemperature):
         require_fraction(self.psi_end_fraction, "psi_end_fraction", open_low=True)
         require_finite(self.margin, "margin", 0)
         require(self.mse_reduction in ("sum", "mean"), "mse_reduction", "must be 'sum' or 'mean'")
+        require_switch(self.standardize, "standardize")
 
 
 @register
@@ -81,13 +95,14 @@ class ContinuationKD(Method):
 
         assert teacher_logits is not None
         psi, p = values["psi"], self.params
+        z_s, z_t = distillation_logits(student_logits, teacher_logits, p.standardize)
         return {
             "ce": Term(psi, losses.hard_label_loss(student_logits, labels)),
             "hinge_mse": Term(
                 1.0 - psi,
                 losses.hinge_mse(
-                    student_logits,
-                    teacher_logits,
+                    z_s,
+                    z_t,
                     phi=values["phi"],
                     margin=p.margin,
                     reduction=p.mse_reduction,

@@ -13,6 +13,7 @@ from ckd_tune.methods.base import (
     require_finite,
     require_fraction,
 )
+from ckd_tune.methods.standardize import distillation_logits, require_switch
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -20,21 +21,25 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class KDParams(MethodParams):
-    """``alpha``: the labels' weight; ``temperature``: the softmax temperature of both models."""
+    """``alpha``: the labels' weight; ``temperature``: the softmax temperature of both models;
+    ``standardize``: z-score both models' logits first (:mod:`ckd_tune.methods.standardize`)."""
 
     alpha: float = 0.5
     temperature: float = 4.0
+    standardize: bool = False
 
     def __post_init__(self) -> None:
         require_fraction(self.alpha, "alpha")
         require_finite(self.temperature, "temperature", 0, strict=True)
+        require_switch(self.standardize, "standardize")
 
 
 @register
 class KD(Method):
     """``L = alpha CE(z_s, y) + (1 - alpha) T^2 KL(softmax(z_t / T) || softmax(z_s / T))``.
 
-    For regression (one logit) the soft term is ``MSE(z_s, z_t)``.
+    For regression (one logit) the soft term is ``MSE(z_s, z_t)``. With ``standardize`` the KL
+    term compares the standardized logits (Sun et al., CVPR 2024); the CE term keeps the raw ones.
     """
 
     name = "kd"
@@ -55,10 +60,8 @@ class KD(Method):
 
         assert teacher_logits is not None
         alpha = self.params.alpha
+        z_s, z_t = distillation_logits(student_logits, teacher_logits, self.params.standardize)
         return {
             "ce": Term(alpha, losses.hard_label_loss(student_logits, labels)),
-            "kd": Term(
-                1.0 - alpha,
-                losses.soft_target_loss(student_logits, teacher_logits, values["T"]),
-            ),
+            "kd": Term(1.0 - alpha, losses.soft_target_loss(z_s, z_t, values["T"])),
         }

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ckd_tune.methods import get_method
 from ckd_tune.report.formatting import redact_uri, seed_list, shown_path
 from ckd_tune.report.markdown import render_markdown
 from ckd_tune.report.mlflow_models import input_example, log_student_model, register_model
@@ -36,6 +37,7 @@ from ckd_tune.report.students import STUDENT_JSON, save_student
 
 if TYPE_CHECKING:
     from ckd_tune.benches import PreparedBench
+    from ckd_tune.teacher import Teacher
 
 
 @dataclass
@@ -180,18 +182,21 @@ def make_report(
         gpus=setup.gpus_per_run,
     )
 
-    scores = {s: _get(prepared.teacher.metrics, s, metric) for s in ("train", "val", "test")}
-    teacher = {"name": prepared.teacher.name, **scores, "scores": scores}
+    teacher = _teacher_entry(prepared.teacher, metric)
     results = analyse(
         summaries,
         collector.records,
         metric=metric,
-        teacher=teacher,
+        teacher={**teacher, **teacher["scores"]},
         base_config=prepared.base_config.to_flat(),
         task=prepared.task,
         labels=prepared.data.test.labels,
         spaces=setup.spaces,
     )
+    results["assistant"] = None
+    if prepared.assistant is not None:
+        used_by = [s["method"] for s in summaries if get_method(s["method"]).signal == "assistant"]
+        results["assistant"] = {**_teacher_entry(prepared.assistant, metric), "used_by": used_by}
     for method, best in collector.best.items():  # the control arm keeps no student
         model, info = _save_best(prepared, best, report_dir, method, setup, metric)
         run_id = best["record"].get("run_id")
@@ -366,9 +371,10 @@ def _log_summary(client: Any, run_id: str, results: Mapping[str, Any], report_di
         for key in ("mean_diff", "p_paired", "p_welch", "p_holm", "mde"):
             if c.get(key) is not None:
                 metrics.append(Metric(f"{name}.vs_{c['baseline']}.{key}", c[key], now, 0))
-    for split, score in (results["teacher"].get("scores") or {}).items():
-        if score is not None:
-            metrics.append(Metric(f"teacher.{split}_score", score, now, 0))
+    for role in ("teacher", "assistant"):
+        for split, score in ((results.get(role) or {}).get("scores") or {}).items():
+            if score is not None:
+                metrics.append(Metric(f"{role}.{split}_score", score, now, 0))
     control = results.get("positive_control")
     if control and control["difference"] is not None:
         metrics.append(Metric("positive_control.difference", control["difference"], now, 0))
@@ -458,6 +464,19 @@ def _write_json(data: Any, path: Path) -> None:
     with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
         json.dump(data, f, indent=2, default=str)
     os.replace(f.name, path)
+
+
+def _teacher_entry(model: Teacher, metric: str) -> dict[str, Any]:
+    """The teacher's (or assistant's) entry of the results: its name, its ``metric`` on the
+    student's train, val and test splits, and its one-time cost (``train_seconds``; ``reused``:
+    read from the cache, that cost paid by an earlier sweep)."""
+    scores = {s: _get(model.metrics, s, metric) for s in ("train", "val", "test")}
+    return {
+        "name": model.name,
+        "scores": scores,
+        "train_seconds": model.train_seconds,
+        "reused": model.reused,
+    }
 
 
 def _get(metrics: Mapping[str, Any], split: str, metric: str) -> float | None:

@@ -204,6 +204,13 @@ def _prepare(
     if data_dir is not None and not Path(data_dir).is_dir():
         raise UserInputError(f"--data-dir: {data_dir} is not a directory")
     cache_dir = args.cache_dir or (Path(req["cache_dir"]) if req.get("cache_dir") else None)
+    sweep = req["sweep"]
+    fields = set(MethodSummary.__dataclass_fields__)
+    summaries = [
+        MethodSummary(**{k: v for k, v in m.items() if k in fields}) for m in info["methods"]
+    ]
+    if not summaries:
+        raise UserInputError(f"--sweep: the summary of {sweep} lists no methods")
     request = BenchRequest(
         bench=bench.name,
         task=req["task"],
@@ -211,27 +218,22 @@ def _prepare(
         data_dir=Path(data_dir) if data_dir else None,
         teacher=req.get("teacher") or None,
         student=req.get("student") or None,
+        assistant=req.get("assistant") or None,
         device=device,
         num_threads=max(1, int(args.cpus_per_run)),
+        methods=tuple(s.method for s in summaries),
         **({"cache_dir": Path(cache_dir).expanduser()} if cache_dir else {}),
     )
     seed = int(req.get("seed") or 0)
     epochs = int(req.get("epochs") or profile.epochs)
     prepared = bench.prepare(request)
     prepared.base_config = prepared.base_config.replace(seed=seed, epochs=epochs)
-    sweep = req["sweep"]
     if args.output is not None:
         sweep_dir = args.output.expanduser().resolve() / sweep
     elif req.get("sweep_dir"):
         sweep_dir = Path(req["sweep_dir"])
     else:
         sweep_dir = Path("ckd_runs").resolve() / sweep
-    fields = set(MethodSummary.__dataclass_fields__)
-    summaries = [
-        MethodSummary(**{k: v for k, v in m.items() if k in fields}) for m in info["methods"]
-    ]
-    if not summaries:
-        raise UserInputError(f"--sweep: the summary of {sweep} lists no methods")
     setup = ReportSetup(
         sweep=sweep,
         report_dir=sweep_dir / "report",

@@ -17,6 +17,7 @@ def render_markdown(results: Mapping[str, Any]) -> str:
     metric = results["metric"]
     methods = results["methods"]
     teacher = results.get("teacher") or {}
+    assistant = results.get("assistant") or {}
     baseline, finetune = results["baseline"], results["finetune"]
     vs_base = results["comparisons"].get(baseline, {})
     vs_ft = results["comparisons"].get(finetune, {})
@@ -50,6 +51,7 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         )
         + f". {metric}: on the student's training examples {_num(teacher.get('train'))}, "
         f"validation {_num(teacher.get('val'))}, test {_num(teacher.get('test'))}",
+        *_assistant_setup(assistant, metric, setup.get("teacher_data") == "disjoint"),
         f"- **Student:** {setup.get('student', 'n/a')}",
         f"- **Search budget per method:** {setup.get('num_samples') or 'n/a'} trials "
         f"(searcher {setup.get('searcher') or 'n/a'}, scheduler {setup.get('scheduler') or 'n/a'}), "
@@ -106,6 +108,12 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         lines.append(
             f"| teacher | - | {_num(teacher.get('val'))} | {_num(teacher.get('test'))} | - | - | "
             f"{_delta_teacher(teacher.get('test'), methods.get(finetune))} | - |"
+        )
+    if assistant:
+        scores = assistant["scores"]
+        lines.append(
+            f"| assistant | - | {_num(scores['val'])} | {_num(scores['test'])} | - | - | "
+            f"{_delta_teacher(scores['test'], methods.get(finetune))} | - |"
         )
     for name, m in methods.items():
         test = m["test"]
@@ -213,6 +221,18 @@ def render_markdown(results: Mapping[str, Any]) -> str:
             f"{_duration(m['rerun_seconds']) if m['seeds'] else '-'} |"
         )
     lines.append("")
+    costs = [
+        _one_time_cost(role, model)
+        for role, model in (("teacher", teacher), ("assistant", assistant))
+        if model.get("train_seconds") is not None
+    ]
+    if costs:
+        lines += [
+            "One-time costs, outside every method's search budget (trained once, then cached): "
+            + "; ".join(costs)
+            + ".",
+            "",
+        ]
 
     plots = results.get("plots", {})
     captions = {
@@ -298,6 +318,34 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _assistant_setup(assistant: Mapping[str, Any], metric: str, disjoint: bool) -> list[str]:
+    """The setup's line on the teacher assistant (none without one)."""
+    if not assistant:
+        return []
+    scores = assistant["scores"]
+    examples = (
+        "the teacher's own examples (disjoint from the student's)"
+        if disjoint
+        else "the student's training examples, as the teacher"
+    )
+    return [
+        f"- **Teacher assistant** (what {', '.join(assistant['used_by'])} distils from): "
+        f"{assistant['name']}; trained on {examples}, never on validation or test labels (its "
+        "best epoch chosen on validation, as the teacher's). "
+        f"{metric}: on the student's training examples {_num(scores['train'])}, validation "
+        f"{_num(scores['val'])}, test {_num(scores['test'])}"
+    ]
+
+
+def _one_time_cost(role: str, model: Mapping[str, Any]) -> str:
+    """What training the teacher (or assistant) cost, and whether this sweep paid it."""
+    used_by = f" (used by {', '.join(model['used_by'])} only)" if model.get("used_by") else ""
+    if model["reused"] and not model["train_seconds"]:
+        return f"{role}{used_by}: a ready model, not trained here"
+    paid = "reused from the cache, paid by an earlier sweep" if model["reused"] else "this sweep"
+    return f"{role}{used_by}: {_duration(model['train_seconds'])} of training ({paid})"
 
 
 def _paper(paper: Mapping[str, Any] | None) -> str:

@@ -68,7 +68,7 @@ def rerun(
         return record
 
     student = prepared.build_student(job.seed)
-    teacher = prepared.teacher_signal
+    teacher = prepared.signal_for(job.method)
     if job.shuffled_teacher:
         teacher = ShuffledTeacher(teacher)
     try:

@@ -69,8 +69,9 @@ def schedule_curves(
 ) -> dict[str, dict[str, list[float]]]:
     """The method's ``schedule(progress)`` on a progress grid for each method's flat config.
 
-    Methods without scheduled values (``none``) are left out; ``kd`` has its constant ``T``. Returns
-    ``{method: {"progress": [...], "psi": [...], "phi": [...], "T": [...]}}``.
+    Methods without scheduled values (``none``) are left out; ``kd`` has its constant ``T``;
+    ``ctkd`` only its ``lambda`` curriculum (its ``T`` is learned: each run's history has it).
+    Returns ``{method: {"progress": [...], "psi": [...], "phi": [...], "T": [...]}}``.
     """
     grid = np.linspace(0.0, 1.0, points)
     out: dict[str, dict[str, list[float]]] = {}

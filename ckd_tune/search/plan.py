@@ -64,7 +64,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
     # the registries and spaces import torch and Optuna: only once the flags alone are good
     from ckd_tune import cache
     from ckd_tune.benches import BenchRequest, get_bench
-    from ckd_tune.methods import get_method
+    from ckd_tune.methods import METHODS, get_method
     from ckd_tune.spaces import default_space_path, load_space
 
     bench = get_bench(args.bench)
@@ -76,6 +76,12 @@ def make_plan(args: argparse.Namespace) -> Plan:
     methods = method_list(args.methods)
     for method in methods:
         get_method(method)
+    if args.assistant and not any(get_method(m).signal == "assistant" for m in methods):
+        users = sorted(name for name, m in METHODS.items() if m.signal == "assistant")
+        raise UserInputError(
+            f"--assistant: none of --methods {','.join(methods)} distils from a teacher "
+            f"assistant; add {' or '.join(users)} or leave --assistant out"
+        )
     if args.profile not in bench.profiles:
         raise UserInputError(
             f"--profile: {args.profile!r} is not a {bench.name} profile; "
@@ -101,6 +107,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
         data_dir=Path(data_dir) if data_dir else None,
         teacher=args.teacher,
         student=args.student,
+        assistant=args.assistant,
+        methods=tuple(methods),
         cache_dir=(args.cache_dir or cache.default_cache_dir()).expanduser(),
         device=trial_device(gpus),
         num_threads=max(1, int(args.cpus_per_trial)),
@@ -141,7 +149,7 @@ def check_flags(args: argparse.Namespace) -> str:
         raise UserInputError(f"--gpus-per-trial: must be >= 0, got {args.gpus_per_trial}")
     if args.data_dir is not None and not Path(args.data_dir).is_dir():
         raise UserInputError(f"--data-dir: {args.data_dir} is not a directory")
-    for flag in ("teacher", "student"):
+    for flag in ("teacher", "student", "assistant"):
         model = getattr(args, flag)
         if model and model.startswith((".", "/", "~")) and not Path(model).expanduser().exists():
             raise UserInputError(

@@ -115,10 +115,11 @@ def write_summary(
         if s.best_val_score is not None
     ]
     metrics += [Metric(f"{s.method}.trial_epochs", s.trial_epochs, now, 0) for s in summaries]
+    metric = prepared.data.main_metric
     metrics += [
-        Metric(
-            "teacher.val_score", prepared.teacher.metrics["val"][prepared.data.main_metric], now, 0
-        )
+        Metric(f"{role}.val_score", t.metrics["val"][metric], now, 0)
+        for role, t in (("teacher", prepared.teacher), ("assistant", prepared.assistant))
+        if t is not None
     ]
     request = sweep_request(plan, prepared)  # what `python -m ckd_tune.report` rebuilds from
     existing = client.get_run(run_id).data.params
@@ -132,6 +133,9 @@ def write_summary(
             "best_configs": {s.method: s.best_config for s in summaries if s.status == "ok"},
             "methods": [asdict(s) for s in summaries],
             "teacher": {"name": prepared.teacher.name, "metrics": prepared.teacher.metrics},
+            "assistant": None
+            if prepared.assistant is None
+            else {"name": prepared.assistant.name, "metrics": prepared.assistant.metrics},
         },
         "summary.json",
     )
@@ -148,6 +152,7 @@ def sweep_request(plan: Plan, prepared: PreparedBench) -> dict[str, Any]:
         "data_dir": str(request.data_dir) if request.data_dir else None,
         "teacher": request.teacher,
         "student": request.student,
+        "assistant": request.assistant,
         "cache_dir": str(request.cache_dir),
         "seed": args.seed,
         "epochs": plan.epochs,
