@@ -50,6 +50,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         method = get_method(self.method)
+        self.method = method.name  # a search variant ("ckd:pbt") trains its base method
         if self.params is None:
             self.params = method.params_type()
         require(

@@ -38,6 +38,7 @@ from ckd_tune.schedules import PAPER_STEPS, SCHEDULES, check_shape_params
 
 __all__ = [
     "PARAM_TYPES",
+    "PBTSettings",
     "ParamSpec",
     "SearchSpace",
     "default_space_path",
@@ -48,7 +49,7 @@ __all__ = [
 SPACE_DIR = Path(__file__).resolve().parents[1] / "search_spaces"
 PARAM_TYPES = ("uniform", "loguniform", "int", "categorical")
 
-_TOP_KEYS = ("method", "fixed", "params", "bench_overrides")
+_TOP_KEYS = ("method", "fixed", "params", "bench_overrides", "pbt")
 _OVERRIDE_KEYS = ("fixed", "params")
 _SPEC_KEYS: dict[str, frozenset[str]] = {
     "uniform": frozenset({"type", "low", "high", "when"}),
@@ -114,6 +115,34 @@ class ParamSpec:
 
 
 @dataclass(frozen=True)
+class PBTSettings:
+    """The ``pbt:`` section of a space: how the ``<method>:pbt`` search (Population Based
+    Training) changes its members' parameters between epochs.
+
+    The space's ``params`` are the initial distribution of the population; ``mutate`` (default:
+    every numeric searched parameter) are the ones PBT perturbs (x0.8 / x1.2, or resampled with
+    ``resample_probability``, clipped to the space's range) when a member in the bottom
+    ``quantile_fraction`` copies a member of the top one. No member is judged before
+    ``burn_in_fraction`` of training, and then at most every ``interval_fraction`` of it (both
+    fractions of the run's epochs, rounded up to whole epochs, at least 1: :meth:`epochs`).
+    """
+
+    burn_in_fraction: float = 0.3
+    interval_fraction: float = 0.1
+    quantile_fraction: float = 0.25
+    resample_probability: float = 0.25
+    mutate: tuple[str, ...] = ()
+
+    def epochs(self, epochs: int) -> tuple[int, int]:
+        """``(burn_in, perturbation_interval)`` in whole epochs of a run of ``epochs``."""
+
+        def whole(fraction: float) -> int:
+            return max(1, math.ceil(fraction * epochs - 1e-9))
+
+        return whole(self.burn_in_fraction), whole(self.interval_fraction)
+
+
+@dataclass(frozen=True)
 class SearchSpace:
     """A validated search space for one method (built by :func:`load_space`).
 
@@ -127,6 +156,28 @@ class SearchSpace:
     fixed: dict[str, Any] = field(default_factory=dict)
     source: Path | str = "<dict>"
     bench: str | None = None  # the bench whose overrides were applied, if any
+    pbt: PBTSettings | None = None  # the ``pbt:`` section, if the file has one
+
+    def tune_domains(self) -> dict[str, Any]:
+        """The searched parameters as Ray Tune domains (PBT's initial distribution and its
+        resampling); conditional parameters have none (``pbt:`` refuses them)."""
+        from ray import tune
+
+        out: dict[str, Any] = {}
+        for spec in self.params:
+            if spec.type == "categorical":
+                out[spec.name] = tune.choice(list(spec.choices))
+            elif spec.type == "int":
+                low, high = int(spec.low or 0), int(spec.high or 0)
+                if spec.log:
+                    out[spec.name] = tune.lograndint(low, high + 1)
+                else:
+                    out[spec.name] = tune.qrandint(low, high, spec.step or 1)
+            elif spec.log:
+                out[spec.name] = tune.loguniform(spec.low, spec.high)
+            else:
+                out[spec.name] = tune.uniform(spec.low, spec.high)
+        return out
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -265,7 +316,51 @@ def space_from_dict(
         variant = _build(ctx, method, merged_params, merged_fixed, bench_name)
         if bench_name == bench:
             chosen = variant
+    if data.get("pbt") is not None:
+        chosen = dataclasses.replace(chosen, pbt=_parse_pbt(ctx, data["pbt"], chosen))
     return chosen
+
+
+def _parse_pbt(ctx: _Context, raw: Any, space: SearchSpace) -> PBTSettings:
+    """The ``pbt:`` section, checked against the (bench's) searched parameters."""
+    section = _mapping(ctx, raw, "pbt")
+    names = {f.name for f in dataclasses.fields(PBTSettings)}
+    for key in section:
+        if key not in names:
+            ctx.fail(f"pbt.{key}", f"unknown key; allowed: {', '.join(sorted(names))}")
+    values: dict[str, Any] = {}
+    for key in ("burn_in_fraction", "interval_fraction", "quantile_fraction"):
+        if key in section:
+            values[key] = float(_number(ctx, section[key], f"pbt.{key}"))
+    if "resample_probability" in section:
+        values["resample_probability"] = float(
+            _number(ctx, section["resample_probability"], "pbt.resample_probability")
+        )
+    settings = PBTSettings(**values)
+    for key in ("burn_in_fraction", "interval_fraction"):
+        if not 0 < getattr(settings, key) <= 1:
+            ctx.fail(f"pbt.{key}", "must be in (0, 1] (a fraction of training; >= 1 epoch)")
+    if not 0 < settings.quantile_fraction <= 0.5:
+        ctx.fail("pbt.quantile_fraction", "must be in (0, 0.5]")
+    if not 0 <= settings.resample_probability <= 1:
+        ctx.fail("pbt.resample_probability", "must be in [0, 1]")
+    specs = {p.name: p for p in space.params}
+    for spec in space.params:
+        if spec.when:
+            ctx.fail(f"params.{spec.name}", "conditional ('when') parameters do not go with pbt")
+    mutate = section.get("mutate")
+    if mutate is None:
+        chosen = tuple(n for n, p in specs.items() if p.type != "categorical")
+    elif isinstance(mutate, list) and all(isinstance(m, str) for m in mutate):
+        chosen = tuple(mutate)
+    else:
+        ctx.fail("pbt.mutate", "must be a list of searched parameter names")
+    for name in chosen:
+        if name not in specs:
+            ctx.fail("pbt.mutate", f"{name!r} is not a searched parameter ({', '.join(specs)})")
+    if not chosen:
+        ctx.fail("pbt.mutate", "no parameter to change between epochs")
+    return dataclasses.replace(settings, mutate=chosen)
 
 
 # --------------------------------------------------------------------------- validation

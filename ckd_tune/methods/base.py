@@ -140,13 +140,36 @@ def register(cls: M) -> M:
     return cls
 
 
+VARIANTS: dict[str, str] = {
+    "pbt": "Population Based Training changes the space's parameters between epochs",
+}
+"""Search variants a method name may carry after a colon (``ckd:pbt``): the same method trained
+by a different search, its own row in every table and plot (see :func:`split_method`)."""
+
+
+def split_method(name: str) -> tuple[str, str | None]:
+    """``"ckd:pbt" -> ("ckd", "pbt")``, ``"kd" -> ("kd", None)``; ``UserInputError`` (one line)
+    for an unknown variant or an empty part."""
+    if not isinstance(name, str) or ":" not in name:
+        return name, None
+    base, _, variant = name.partition(":")
+    if not base or variant not in VARIANTS:
+        raise UserInputError(
+            f"method: unknown variant {variant!r} in {name!r}; "
+            f"known variants: {', '.join(f'<method>:{v}' for v in VARIANTS)}"
+        )
+    return base, variant
+
+
 def get_method(name: str) -> type[Method]:
-    """The registered method ``name``; ``UserInputError`` naming the choices otherwise."""
+    """The registered method ``name`` (a variant ``name:pbt`` gives its base method's class);
+    ``UserInputError`` naming the choices otherwise."""
+    base, _ = split_method(name)
     try:
-        return METHODS[name]
+        return METHODS[base]
     except (KeyError, TypeError):
         raise UserInputError(
-            f"method: unknown method {name!r}; choose from {', '.join(sorted(METHODS))}"
+            f"method: unknown method {base!r}; choose from {', '.join(sorted(METHODS))}"
         ) from None
 
 

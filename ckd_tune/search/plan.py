@@ -65,6 +65,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
     from ckd_tune import cache
     from ckd_tune.benches import BenchRequest, get_bench
     from ckd_tune.methods import METHODS, get_method
+    from ckd_tune.methods.base import split_method
     from ckd_tune.spaces import default_space_path, load_space
 
     bench = get_bench(args.bench)
@@ -87,9 +88,15 @@ def make_plan(args: argparse.Namespace) -> Plan:
             f"--profile: {args.profile!r} is not a {bench.name} profile; "
             f"choose from {sorted(bench.profiles)}"
         )
-    spaces = {
-        m: load_space(default_space_path(m, args.space_dir), bench=bench.space_key) for m in methods
-    }
+    spaces = {}
+    for m in methods:
+        base, variant = split_method(m)
+        spaces[m] = load_space(default_space_path(base, args.space_dir), bench=bench.space_key)
+        if variant == "pbt" and spaces[m].pbt is None:
+            raise UserInputError(
+                f"--methods: {m}: {spaces[m].source} has no 'pbt:' section "
+                "(the settings of Population Based Training; see search_spaces/README.md)"
+            )
     data_dir = args.data_dir or bench.default_data_dir()
     if data_dir is not None and not Path(data_dir).is_dir():
         raise UserInputError(f"--data-dir: {data_dir} is not a directory")
@@ -170,6 +177,13 @@ def method_list(methods: str) -> list[str]:
         raise UserInputError("--methods: give at least one method")
     if len(set(names)) != len(names):
         raise UserInputError(f"--methods: a method is listed twice: {methods}")
+    from ckd_tune.methods.base import split_method  # light: no torch
+
+    for name in names:
+        try:
+            split_method(name)
+        except UserInputError as err:
+            raise UserInputError(f"--methods: {str(err).removeprefix('method: ')}") from None
     return names
 
 
