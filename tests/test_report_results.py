@@ -39,7 +39,7 @@ def test_schedule_curves_cover_scheduled_methods_only():
     assert set(curves) == {"ckd", "annealing_kd", "kd"}
     assert set(curves["kd"]["T"]) == {4.0} and set(curves["kd"]) == {"progress", "T"}  # constant
     ckd = curves["ckd"]
-    assert set(ckd) == {"progress", "T", "phi", "psi"} and len(ckd["T"]) == 11
+    assert set(ckd) == {"progress", "T", "phi", "psi", "margin"} and len(ckd["T"]) == 11
     assert ckd["T"][0] > ckd["T"][-1] == 1.0 and ckd["psi"][0] == 0.0  # annealed down to T = 1
     assert curves["annealing_kd"]["psi"][-1] == 1.0
 

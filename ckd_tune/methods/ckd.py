@@ -14,13 +14,23 @@ correlation loss. The student cannot shrink its standardized logits towards ``ph
 a floor ``(K - 1) (1 - phi)^2`` that the margin is compared with. The continuation is then in
 the weight of the term rather than in its target: a different method, searchable but not the
 paper's.
+
+``schedule_file`` replays a per-epoch schedule instead of the shapes: a JSON list of
+``{"epoch": e, "T": ..., "psi": ..., "margin": ...}`` (``e`` from 1; ``phi`` too, else
+``phi(T, t_max)``), as the ``ckd:pbt`` search exports its best member's learned schedule
+(:func:`ckd_tune.methods.ckd.learned_schedule`). Epoch ``e``'s values hold for all of its steps.
 """
 
 from __future__ import annotations
 
+import functools
+import json
+import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from ckd_tune.errors import UserInputError
 from ckd_tune.methods.base import (
     Method,
     Term,
@@ -32,7 +42,10 @@ from ckd_tune.methods.base import (
 )
 from ckd_tune.methods.standardize import distillation_logits, require_switch
 from ckd_tune.methods.temperature import AnnealedTemperature
-from ckd_tune.schedules import SCHEDULES, shape_value
+from ckd_tune.schedules import SCHEDULES, phi, shape_value
+
+SCHEDULE_KEYS = ("T", "phi", "psi", "margin")
+"""The per-epoch values of a learned (or replayed) Continuation-KD schedule."""
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -58,6 +71,7 @@ class CKDParams(AnnealedTemperature):
     margin: float = 0.0
     mse_reduction: str = "sum"  # "sum" | "mean" of the squared error over the logits
     standardize: bool = False  # z-score both models' logits before phi and the hinge
+    schedule_file: str = ""  # a per-epoch schedule (JSON) to replay instead of the shapes
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -68,6 +82,9 @@ class CKDParams(AnnealedTemperature):
         require_finite(self.margin, "margin", 0)
         require(self.mse_reduction in ("sum", "mean"), "mse_reduction", "must be 'sum' or 'mean'")
         require_switch(self.standardize, "standardize")
+        require(isinstance(self.schedule_file, str), "schedule_file", "must be a path")
+        if self.schedule_file:
+            read_schedule(self.schedule_file)
 
 
 @register
@@ -81,8 +98,20 @@ class ContinuationKD(Method):
 
     def schedule(self, progress: float) -> dict[str, float]:
         p = self.params
+        if p.schedule_file:
+            return self.replayed(progress)
         psi = shape_value(p.psi_shape, progress / p.psi_end_fraction, **p.psi_params)
-        return {**p.temperature_at(progress), "psi": psi}
+        return {**p.temperature_at(progress), "psi": psi, "margin": p.margin}
+
+    def replayed(self, progress: float) -> dict[str, float]:
+        """Epoch ``floor(progress * epochs) + 1``'s values of ``schedule_file`` (its last entry
+        past the file's end)."""
+        entries = read_schedule(self.params.schedule_file)
+        epoch = min(math.floor(progress * self.epochs + 1e-9), self.epochs - 1) + 1
+        entry = entries.get(epoch) or entries[max(entries)]
+        values = {k: entry[k] for k in SCHEDULE_KEYS if k in entry}
+        values.setdefault("phi", phi(values["T"], self.params.t_max))
+        return {k: values[k] for k in SCHEDULE_KEYS}
 
     def loss_terms(
         self,
@@ -104,8 +133,38 @@ class ContinuationKD(Method):
                     z_s,
                     z_t,
                     phi=values["phi"],
-                    margin=p.margin,
+                    margin=values.get("margin", p.margin),  # scheduled (ckd:pbt, replay)
                     reduction=p.mse_reduction,
                 ),
             ),
         }
+
+
+@functools.cache
+def read_schedule(path: str) -> dict[int, dict[str, float]]:
+    """A per-epoch schedule file: ``{epoch: {"T", "psi", "margin"[, "phi"]}}``; UserInputError
+    (one line) when it cannot be read or an entry lacks a value."""
+    try:
+        raw = json.loads(Path(path).expanduser().read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise UserInputError(f"schedule_file: cannot read {path}: {err}") from None
+    entries = raw.get("schedule") if isinstance(raw, dict) else raw
+    out: dict[int, dict[str, float]] = {}
+    for i, entry in enumerate(entries if isinstance(entries, list) else []):
+        needed = ("epoch", "T", "psi", "margin")
+        if not isinstance(entry, dict) or any(
+            not isinstance(entry.get(k), (int, float)) for k in needed
+        ):
+            raise UserInputError(f"schedule_file: {path}: entry {i} needs numbers {needed}")
+        out[int(entry["epoch"])] = {k: float(v) for k, v in entry.items() if k != "epoch"}
+    if not out:
+        raise UserInputError(f"schedule_file: {path}: no per-epoch entries")
+    return out
+
+
+def learned_schedule(history: list[dict[str, Any]]) -> list[dict[str, float]]:
+    """The per-epoch values a run used, from its history: what ``schedule_file`` replays."""
+    return [
+        {"epoch": int(h["epoch"]), **{k: float(h[k]) for k in SCHEDULE_KEYS if k in h}}
+        for h in history
+    ]

@@ -76,9 +76,10 @@ def schedule_curves(
     grid = np.linspace(0.0, 1.0, points)
     out: dict[str, dict[str, list[float]]] = {}
     for method, flat in configs.items():
-        if not flat or method not in METHODS:
+        base = method.partition(":")[0]  # a search variant (ckd:pbt) schedules as its method
+        if not flat or base not in METHODS:
             continue
-        config = TrainConfig.from_flat({**flat, "method": method})
+        config = TrainConfig.from_flat({**flat, "method": base})
         scheduled = config.build_method()
         values = [scheduled.schedule(config.progress(float(p))) for p in grid]
         keys = sorted(set().union(*(v.keys() for v in values)))
