@@ -32,6 +32,8 @@ class MethodSummary:
     errored: int
     trial_epochs: int
     wall_seconds: float
+    # ``<method>:pbt``: the best member's per-epoch values ({"epoch", "T", "phi", "psi", "margin"})
+    schedule: list[dict[str, float]] | None = None
 
 
 def summarise(

@@ -44,19 +44,20 @@ def search_method(
     from ckd_tune.trainable import make_trainable
 
     args = plan.args
-    done_path = plan.sweep_dir / f"{method}.summary.json"
+    done_path = plan.sweep_dir / f"{dir_name(method)}.summary.json"
     if done_path.is_file():
         print(f"{method}: search already finished in this sweep; reusing its results", flush=True)
         return MethodSummary(**cache.read_json(done_path))
-    path = f"{plan.storage.rstrip('/')}/{method}"
+    path = f"{plan.storage.rstrip('/')}/{dir_name(method)}"
+    pbt = is_pbt(method)
     trainable = make_trainable(prepared, plan.cpus_per_trial, plan.gpus_per_trial)
     tags = {
         "method": method,
         "bench": prepared.bench,
         "task": prepared.task,
         "sweep": plan.sweep,
-        "searcher": args.searcher,
-        "scheduler": args.scheduler,
+        "searcher": "pbt" if pbt else args.searcher,
+        "scheduler": "pbt" if pbt else args.scheduler,
         "seed": str(args.seed),
         "profile": args.profile,
     }
@@ -82,16 +83,20 @@ def search_method(
         # this fresh search will not continue
         discard_trial_runs(MlflowClient(plan.tracking_uri), experiment_id, plan.sweep, method)
         concurrent = args.max_concurrent or max(1, int(_cluster_cpus() // plan.cpus_per_trial))
+        concurrent = min(concurrent, method_samples(plan, method))
+        space = plan.spaces[method]
         tuner = Tuner(
             trainable,
-            tune_config=tune_config(plan, method, min(concurrent, method_samples(plan, method))),
+            param_space={**space.constants(), **space.tune_domains()} if pbt else None,
+            tune_config=(pbt_config if pbt else tune_config)(plan, method, concurrent),
             run_config=RunConfig(
-                name=method,
+                name=dir_name(method),
                 storage_path=plan.storage,
                 verbose=0,
                 callbacks=callbacks,
                 failure_config=FailureConfig(max_failures=args.max_failures),
-                checkpoint_config=CheckpointConfig(num_to_keep=1),
+                # PBT copies a donor's checkpoint after the donor may have saved newer ones
+                checkpoint_config=CheckpointConfig(num_to_keep=3 if pbt else 1),
             ),
         )
     results = tuner.fit()
@@ -101,8 +106,102 @@ def search_method(
     if ended < max(len(trials), method_samples(plan, method)):
         raise SweepInterrupted(method, ended)
     summary = summarise(method, trials, prepared, time.perf_counter() - t0)
+    if pbt and summary.best_trial is not None:
+        attach_learned_schedule(
+            summary, trials, plan.sweep_dir / f"{dir_name(method)}.schedule.json"
+        )
     cache.write_json(asdict(summary), done_path)
     return summary
+
+
+def is_pbt(method: str) -> bool:
+    """Whether ``method`` is a Population Based Training variant (``ckd:pbt``)."""
+    return method.partition(":")[2] == "pbt"
+
+
+def dir_name(method: str) -> str:
+    """``method`` as a file or directory name: ``ckd:pbt -> ckd-pbt``."""
+    return method.replace(":", "-")
+
+
+def attach_learned_schedule(summary: MethodSummary, trials: list[Any], path: Any) -> None:
+    """The best member's per-epoch values (its lineage: epochs copied from donors included, as
+    its last checkpoint's history holds them) into ``summary.schedule`` and the file ``path``,
+    which ``summary.best_config["schedule_file"]`` then names: re-runs replay it."""
+    import torch
+
+    from ckd_tune.methods.ckd import learned_schedule
+    from ckd_tune.trainable import STATE_FILE
+
+    best = next(t for t in trials if t.trial_id == summary.best_trial)
+    checkpoint = best.checkpoint
+    if checkpoint is None:
+        return
+    with checkpoint.as_directory() as directory:
+        state = torch.load(f"{directory}/{STATE_FILE}", map_location="cpu", weights_only=True)
+    summary.schedule = learned_schedule(state["history"])
+    cache.write_json({"method": summary.method, "schedule": summary.schedule}, path)
+    summary.best_config = {**summary.best_config, "schedule_file": str(path)}
+
+
+def pbt_config(plan: Plan, method: str, concurrent: int) -> Any:
+    """``TuneConfig`` of a ``<method>:pbt`` search: the space's ``params`` sampled once per member
+    (Ray's random generator, seeded), then Population Based Training on ``training_iteration``
+    (epochs) with the space's ``pbt:`` settings, synchronous (every member reaches the
+    perturbation epoch before any is judged: the same decisions whatever the concurrency).
+
+    PBT ranks on ``val_score``, the current epoch's score, not ``best_val_score``: what a bottom
+    member copies is the donor's *current* weights and schedule state, so that is what must be
+    ranked; a best-so-far score would keep rewarding a member that has since degraded.
+    """
+    from ray.tune import TuneConfig
+    from ray.tune.schedulers import PopulationBasedTraining
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    space = plan.spaces[method]
+    settings = space.pbt
+    assert settings is not None
+    burn_in, interval = settings.epochs(plan.epochs)
+    domains = space.tune_domains()
+    scheduler = PopulationBasedTraining(
+        time_attr="training_iteration",
+        metric=PBT_METRIC,
+        mode="max",
+        perturbation_interval=interval,
+        burn_in_period=burn_in,
+        hyperparam_mutations={name: domains[name] for name in settings.mutate},
+        quantile_fraction=settings.quantile_fraction,
+        resample_probability=settings.resample_probability,
+        custom_explore_fn=ClipToSpace(space),
+        synch=True,
+    )
+    return TuneConfig(
+        num_samples=method_samples(plan, method),
+        search_alg=BasicVariantGenerator(random_state=plan.args.seed, max_concurrent=concurrent),
+        scheduler=scheduler,
+    )
+
+
+PBT_METRIC = "val_score"
+
+
+class ClipToSpace:
+    """PBT's ``custom_explore_fn``: perturbed values back into the space's ranges (x1.2 of an
+    ``anneal_fraction`` of 0.9 would be an invalid config)."""
+
+    def __init__(self, space: SearchSpace) -> None:
+        self.bounds = {
+            p.name: (p.low, p.high, p.type == "int")
+            for p in space.params
+            if p.type != "categorical"
+        }
+
+    def __call__(self, config: dict[str, Any]) -> dict[str, Any]:
+        for name, (low, high, integer) in self.bounds.items():
+            if name in config:
+                value = min(max(config[name], low), high)
+                config[name] = round(value) if integer else float(value)
+        return config
 
 
 def saved_trials(results: Any) -> list[Any]:

@@ -1,0 +1,212 @@
+"""``--methods ckd:pbt``: Continuation-KD's schedule state found by Population Based Training
+(:func:`ckd_tune.search.tuner.pbt_config`), its spelling and space checks, and the replay of the
+best member's learned schedule (``schedule_file``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
+
+from search_support import (  # noqa: E402
+    cache_dir_fixture,  # noqa: F401
+    cli,
+    mlflow_runs,
+    no_ray_left_fixture,  # noqa: F401
+    ok,
+    plan_for,
+    sweep_args,
+    trial_runs,
+)
+
+from ckd_tune.errors import UserInputError  # noqa: E402
+from ckd_tune.search.cli import main  # noqa: E402
+
+SPACE = """\
+method: ckd
+fixed: {temperature_path: steps, psi_shape: ramp}
+params:
+  t_max: {type: int, low: 2, high: 10}
+  anneal_fraction: {type: uniform, low: 0.3, high: 1.0}
+  psi_end_fraction: {type: uniform, low: 0.3, high: 0.65}
+  margin: {type: uniform, low: 0.1, high: 1.0}
+pbt:
+  burn_in_fraction: 0.25
+  interval_fraction: 0.25
+  quantile_fraction: 0.5
+  resample_probability: 0.0
+"""
+
+
+@pytest.mark.parametrize(
+    ("methods", "words"),
+    [
+        ("kd:foo", ["kd:foo", "unknown variant", "<method>:pbt"]),
+        ("ckd:", ["unknown variant"]),
+        ("kd:pbt", ["kd:pbt", "kd.yaml", "no 'pbt:' section"]),
+    ],
+)
+def test_bad_variants_exit_2_with_one_line(methods, words, tmp_path, glue_dir, capsys):
+    argv = sweep_args(tmp_path / "runs", f"sqlite:///{tmp_path / 'm.db'}", tmp_path, glue_dir)
+    assert main([*argv, "--methods", methods]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1, err
+    assert all(w in err[0] for w in words), err[0]
+
+
+def test_the_pbt_variant_is_its_own_method_with_the_space_settings(tmp_path, glue_dir):
+    from ray.tune.schedulers import PopulationBasedTraining
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    from ckd_tune.search.tuner import ClipToSpace, dir_name, pbt_config
+
+    plan = plan_for(tmp_path, glue_dir, "--methods", "ckd,ckd:pbt", "--max-epochs", "10")
+    assert plan.methods == ["ckd", "ckd:pbt"] and dir_name("ckd:pbt") == "ckd-pbt"
+    space = plan.spaces["ckd:pbt"]
+    assert space.method == "ckd" and space.pbt is not None
+    config = pbt_config(plan, "ckd:pbt", concurrent=2)
+    assert config.num_samples == plan.num_samples  # population = the per-method trial budget
+    assert isinstance(config.search_alg, BasicVariantGenerator)
+    pbt = config.scheduler
+    assert isinstance(pbt, PopulationBasedTraining)
+    assert (pbt._metric, pbt._time_attr, pbt._synch) == ("val_score", "training_iteration", True)
+    assert (pbt._burn_in_period, pbt._perturbation_interval) == (3, 1)  # 0.3, 0.1 of 10 epochs
+    assert set(pbt._hyperparam_mutations) == set(space.pbt.mutate)
+    clip = ClipToSpace(space)
+    assert clip({"anneal_fraction": 1.2, "t_max": 11.6, "margin": 0.5}) == {
+        "anneal_fraction": 1.0,
+        "t_max": 10,
+        "margin": 0.5,
+    }
+
+
+def test_pbt_section_checks(tmp_path):
+    from ckd_tune.spaces import space_from_dict
+
+    base = {"method": "ckd", "params": {"margin": {"type": "uniform", "low": 0, "high": 1}}}
+    for pbt, words in [
+        ({"burn_in_fraction": 0}, "pbt.burn_in_fraction"),
+        ({"quantile_fraction": 0.7}, "pbt.quantile_fraction"),
+        ({"mutate": ["t_max"]}, "not a searched parameter"),
+        ({"interval": 1}, "unknown key"),
+    ]:
+        with pytest.raises(UserInputError, match=words):
+            space_from_dict({**base, "pbt": pbt})
+    assert space_from_dict({**base, "pbt": {}}).pbt.mutate == ("margin",)
+
+
+def test_replay_reproduces_a_schedule_file_exactly(tmp_path):
+    from ckd_tune.config import TrainConfig
+    from ckd_tune.methods.ckd import learned_schedule
+
+    flat = {"method": "ckd", "epochs": 4, "t_max": 6, "anneal_fraction": 0.7, "margin": 0.3}
+    config = TrainConfig.from_flat(flat)
+    method = config.build_method()
+    history = [
+        {"epoch": e + 1, "val_score": 0.5, **method.schedule(config.progress(e / 4 + 0.01))}
+        for e in range(4)
+    ]
+    # a learned schedule changes between epochs: fake one PBT exploit at epoch 3
+    history[2] = {**history[2], "T": 2.5, "phi": 0.75, "margin": 0.9}
+    path = tmp_path / "schedule.json"
+    path.write_text(json.dumps({"schedule": learned_schedule(history)}))
+    replay = TrainConfig.from_flat({**flat, "schedule_file": str(path)})
+    method = replay.build_method()
+    for e in range(4):
+        for done in (e / 4, e / 4 + 0.2):
+            values = method.schedule(replay.progress(done))
+            assert values == {k: history[e][k] for k in ("T", "phi", "psi", "margin")}
+    # the report's schedule plot draws the replayed (learned) values of a ckd:pbt row
+    from ckd_tune.report.results import schedule_curves
+
+    curves = schedule_curves({"ckd:pbt": replay.to_flat()}, points=5)["ckd:pbt"]
+    assert curves["margin"] == [0.3, 0.3, 0.9, 0.3, 0.3] and curves["T"][2] == 2.5
+    with pytest.raises(UserInputError, match="schedule_file"):
+        TrainConfig.from_flat({**flat, "schedule_file": str(tmp_path / "missing.json")})
+
+
+def test_smoke_pbt_sweep_perturbs_members_and_exports_the_best_schedule(
+    tmp_path, glue_dir, cache_dir
+):
+    spaces = tmp_path / "spaces"
+    spaces.mkdir()
+    (spaces / "ckd.yaml").write_text(SPACE)
+    db = f"sqlite:///{tmp_path / 'm.db'}"
+    args = sweep_args(tmp_path / "runs", db, cache_dir, glue_dir)
+    args += ["--methods", "ckd:pbt", "--space-dir", str(spaces), "--sweep", "pbt"]
+    args += ["--num-samples", "2", "--max-epochs", "4", "--cpus-per-trial", "1"]
+    proc = cli(args, cwd=tmp_path)
+    ok(proc)
+    sweep = tmp_path / "runs" / "pbt"
+    # exploit/explore happened: some member's searched values differ between its epochs
+    changed = 0
+    for result in (sweep / "ray" / "ckd-pbt").glob("*/result.json"):
+        rows = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
+        configs = {json.dumps({k: r["config"][k] for k in ("t_max", "margin")}) for r in rows}
+        changed += len(configs) > 1
+    assert changed >= 1, proc.stdout[-3000:]
+    # the best member's learned schedule: in the summary and in a file its config replays
+    summary = json.loads((sweep / "ckd-pbt.summary.json").read_text())
+    schedule = summary["schedule"]
+    assert [s["epoch"] for s in schedule] == [1, 2, 3, 4]
+    assert all(set(s) == {"epoch", "T", "phi", "psi", "margin"} for s in schedule)
+    path = Path(summary["best_config"]["schedule_file"])
+    assert json.loads(path.read_text())["schedule"] == schedule
+    # one MLflow run per member (a member that copied another continues its own run)
+    runs = trial_runs(mlflow_runs(db, "pbt"), "ckd:pbt")
+    assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
+
+
+def test_the_report_reruns_a_pbt_row_on_its_learned_schedule(tmp_path, monkeypatch):
+    """Without MLflow: ckd:pbt is its own row; its re-runs replay the exported schedule exactly
+    (each epoch's T, phi, psi, margin in every re-run's history) and results.json carries it."""
+    import ckd_tune.train
+    from ckd_tune import report
+    from ckd_tune.config import TrainConfig
+    from ckd_tune.search.summary import MethodSummary
+    from tests.synthetic_bench import make_prepared
+
+    prepared = make_prepared()
+    shared = {"epochs": 2, "batch_size": 16, "lr": 1e-2, "method": "ckd"}
+    learned = [
+        {"epoch": 1, "T": 4.0, "phi": 0.5, "psi": 0.1, "margin": 0.2},
+        {"epoch": 2, "T": 1.5, "phi": 0.9, "psi": 0.6, "margin": 0.05},
+    ]
+    path = tmp_path / "ckd-pbt.schedule.json"
+    path.write_text(json.dumps({"schedule": learned}))
+    hand = TrainConfig.from_flat(shared).to_flat()
+    replay = {**hand, "schedule_file": str(path)}
+    summaries = [
+        MethodSummary("ckd", "ok", 0.7, hand, "t1", None, 2, 0, 4, 3.0),
+        MethodSummary("ckd:pbt", "ok", 0.7, replay, "t2", None, 2, 0, 4, 3.0, learned),
+    ]
+    histories = []
+    real_train = ckd_tune.train.train
+
+    def spy(config, *args, **kwargs):
+        result = real_train(config, *args, **kwargs)
+        histories.append((config.to_flat().get("schedule_file"), result.history))
+        return result
+
+    monkeypatch.setattr(ckd_tune.train, "train", spy)
+    setup = report.ReportSetup(sweep="points-pbt", report_dir=tmp_path / "report", seed=0,
+                               seeds=2, epochs=2, positive_control=False)  # fmt: skip
+    report.make_report(setup, prepared, summaries)
+    replayed = [h for f, h in histories if f == str(path)]
+    assert len(replayed) == 2  # one re-run per seed
+    keys = ("epoch", "T", "phi", "psi", "margin")
+    for history in replayed:
+        assert [{k: h[k] for k in keys} for h in history] == learned
+    results = json.loads((setup.report_dir / "results.json").read_text())
+    assert set(results["methods"]) == {"ckd", "ckd:pbt"}
+    assert results["methods"]["ckd:pbt"]["schedule"] == learned
+    assert "schedule" not in results["methods"]["ckd"]
+    saved = json.loads((setup.report_dir / "ckd-pbt.schedule.json").read_text())
+    assert saved["schedule"] == learned
+    assert set(results["schedules"]) >= {"ckd", "ckd:pbt"}  # learned vs hand-designed plot
