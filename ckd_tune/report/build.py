@@ -205,6 +205,11 @@ def make_report(
         results["methods"][method]["model"] = info
     for m in results["methods"].values():
         m.setdefault("model", None)
+    for s in summaries:  # a PBT variant's learned schedule, which its re-runs replayed
+        if s.get("schedule") and s["method"] in results["methods"]:
+            results["methods"][s["method"]]["schedule"] = s["schedule"]
+            name = f"{s['method'].replace(':', '-')}.schedule.json"
+            _write_json({"method": s["method"], "schedule": s["schedule"]}, report_dir / name)
     results["registered_model"] = (
         _register_best(results["methods"], setup) if setup.register_model else None
     )
