@@ -156,6 +156,12 @@ def test_smoke_pbt_sweep_perturbs_members_and_exports_the_best_schedule(
     schedule = summary["schedule"]
     assert [s["epoch"] for s in schedule] == [1, 2, 3, 4]
     assert all(set(s) == {"epoch", "T", "phi", "psi", "margin"} for s in schedule)
+    # ... the best member's own lineage: its last epoch as it reported it
+    best = next((sweep / "ray" / "ckd-pbt").glob(f"*{summary['best_trial']}*/result.json"))
+    last = json.loads(best.read_text().splitlines()[-1])
+    assert {k: last[k] for k in ("T", "psi", "margin")} == {
+        k: schedule[-1][k] for k in ("T", "psi", "margin")
+    }
     path = Path(summary["best_config"]["schedule_file"])
     assert json.loads(path.read_text())["schedule"] == schedule
     # one MLflow run per member (a member that copied another continues its own run)

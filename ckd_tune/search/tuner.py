@@ -128,17 +128,26 @@ def attach_learned_schedule(summary: MethodSummary, trials: list[Any], path: Any
     """The best member's per-epoch values (its lineage: epochs copied from donors included, as
     its last checkpoint's history holds them) into ``summary.schedule`` and the file ``path``,
     which ``summary.best_config["schedule_file"]`` then names: re-runs replay it."""
+    from pathlib import Path
+
     import torch
 
     from ckd_tune.methods.ckd import learned_schedule
     from ckd_tune.trainable import STATE_FILE
 
     best = next(t for t in trials if t.trial_id == summary.best_trial)
-    checkpoint = best.checkpoint
-    if checkpoint is None:
+    # the member's own newest checkpoint: after an exploit, Ray's saved trial state may still
+    # name the donor's (seen with synchronous PBT in Ray 2.60), whose history is not this one's
+    own = sorted(Path(best.path).glob(f"checkpoint_*/{STATE_FILE}"))
+    states = [torch.load(f, map_location="cpu", weights_only=True) for f in own[-1:]]
+    if not states and best.checkpoint is not None:
+        with best.checkpoint.as_directory() as directory:
+            states = [
+                torch.load(f"{directory}/{STATE_FILE}", map_location="cpu", weights_only=True)
+            ]
+    if not states:
         return
-    with checkpoint.as_directory() as directory:
-        state = torch.load(f"{directory}/{STATE_FILE}", map_location="cpu", weights_only=True)
+    state = states[0]
     summary.schedule = learned_schedule(state["history"])
     cache.write_json({"method": summary.method, "schedule": summary.schedule}, path)
     summary.best_config = {**summary.best_config, "schedule_file": str(path)}
