@@ -54,7 +54,13 @@ shape_and_params = st.sampled_from(RISING_SHAPES).flatmap(
 
 def test_registry_names() -> None:
     assert set(SCHEDULES) == {
-        "constant", "linear", "cosine", "exponential", "sigmoid", "step", "ramp"
+        "constant",
+        "linear",
+        "cosine",
+        "exponential",
+        "sigmoid",
+        "step",
+        "ramp",
     }
     assert set(TEMPERATURE_PATHS) == {PAPER_STEPS, *SCHEDULES}
     assert PAPER_STEPS == "steps"

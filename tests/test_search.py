@@ -57,7 +57,7 @@ from ckd_tune.search.cli import INTERRUPTED, main  # noqa: E402
 
 TRIAL_TAGS = ("method", "bench", "task", "sweep", "searcher", "seed", "role", "ray_trial_id")
 CORE_METRICS = {"val_score", "best_val_score", "train_loss", "epoch", "best_epoch", "val_accuracy"}
-SCHEDULE_METRICS = {"T", "phi", "psi"}  # logged by the methods that have schedules
+SCHEDULE_METRICS = {"T", "phi", "psi", "margin"}  # logged by the methods that have schedules
 # smoke budget: 2 trials per method with a space; none searches nothing, so it runs once
 SMOKE_TRIALS = {"ckd": 2, "kd": 2, "annealing_kd": 2, "none": 1}
 

@@ -96,7 +96,12 @@ def test_every_method_trains_and_reports(points_task, method):
     }
     for _, m in seen:  # every loss term, unweighted, per epoch
         assert {k for k in m if k.startswith("loss_")} == {f"loss_{t}" for t in terms[method]}
-    if method in ("kd", "takd", "ctkd", "none"):  # constant weights: the epoch's loss is their weighted sum
+    if method in (
+        "kd",
+        "takd",
+        "ctkd",
+        "none",
+    ):  # constant weights: the epoch's loss is their weighted sum
         alpha = 1.0 if method == "none" else config.params.alpha
         for _, m in seen:
             mix = alpha * m["loss_ce"] + (1 - alpha) * m.get("loss_kd", 0.0)
