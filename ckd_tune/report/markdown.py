@@ -196,6 +196,21 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         lines.append("")
         lines += [f"- {c['verdict']} {c.get('sensitivity', '')}".rstrip() for c in ref.values()]
         lines.append("")
+    learned = [
+        c
+        for by_method in results["comparisons"].values()
+        for c in by_method.values()
+        if c.get("learned_verdict")
+    ]
+    if learned:
+        lines += ["### Learned vs hand-designed schedule", ""]
+        lines += [
+            "Each search variant against its base method, by the same test (in the same Holm "
+            "family):",
+            "",
+        ]
+        lines += [f"- {c['learned_verdict']} {c.get('sensitivity', '')}".rstrip() for c in learned]
+        lines.append("")
     lines += [f"**Verdict:** {results['verdict']}", ""]
     flags = {n: m.get("range_flags") for n, m in methods.items() if m.get("range_flags")}
     if flags:
