@@ -162,6 +162,9 @@ def test_smoke_pbt_sweep_perturbs_members_and_exports_the_best_schedule(
     assert {k: last[k] for k in ("T", "psi", "margin")} == {
         k: schedule[-1][k] for k in ("T", "psi", "margin")
     }
+    members = summary["members"]  # the population's top members, best first (the plot)
+    assert members[0]["trial_id"] == summary["best_trial"] and len(members) == 2
+    assert members[0]["schedule"] == schedule and len({m["trial_id"] for m in members}) == 2
     path = Path(summary["best_config"]["schedule_file"])
     assert json.loads(path.read_text())["schedule"] == schedule
     # one MLflow run per member (a member that copied another continues its own run)
@@ -186,11 +189,15 @@ def test_the_report_reruns_a_pbt_row_on_its_learned_schedule(tmp_path, monkeypat
     ]
     path = tmp_path / "ckd-pbt.schedule.json"
     path.write_text(json.dumps({"schedule": learned}))
+    members = [
+        {"trial_id": "t2", "best_val_score": 0.7, "schedule": learned},
+        {"trial_id": "t3", "best_val_score": 0.6, "schedule": [{**e, "T": 2.0} for e in learned]},
+    ]
     hand = TrainConfig.from_flat(shared).to_flat()
     replay = {**hand, "schedule_file": str(path)}
     summaries = [
         MethodSummary("ckd", "ok", 0.7, hand, "t1", None, 2, 0, 4, 3.0),
-        MethodSummary("ckd:pbt", "ok", 0.7, replay, "t2", None, 2, 0, 4, 3.0, learned),
+        MethodSummary("ckd:pbt", "ok", 0.7, replay, "t2", None, 2, 0, 4, 3.0, learned, members),
     ]
     histories = []
     real_train = ckd_tune.train.train
@@ -216,3 +223,11 @@ def test_the_report_reruns_a_pbt_row_on_its_learned_schedule(tmp_path, monkeypat
     saved = json.loads((setup.report_dir / "ckd-pbt.schedule.json").read_text())
     assert saved["schedule"] == learned
     assert set(results["schedules"]) >= {"ckd", "ckd:pbt"}  # learned vs hand-designed plot
+    # the learned schedules' plot (the top members beside ckd's) and the comparison with ckd
+    assert results["methods"]["ckd:pbt"]["members"] == members
+    png = setup.report_dir / report.PLOTS["learned_schedules"]
+    assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 20_000
+    md = (setup.report_dir / "report.md").read_text()
+    assert "![Schedules learned by the search" in md and "learned_schedules.png" in md
+    assert "ckd:pbt" in results["comparisons"]["ckd"]
+    assert "### Learned vs hand-designed schedule" in md

@@ -255,9 +255,15 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         "schedules": "Schedules of the best configurations over training (psi, phi, T)",
         "search": f"Search efficiency: best validation {metric} so far vs cumulative trial-epochs",
         "test_scores": f"Test {metric} per seed (box + points); the dashed line is the teacher",
+        "learned_schedules": "Schedules learned by the search (T, psi, margin per epoch of the "
+        "population's top members, the best bold) beside the hand-designed schedule of the base "
+        "method's best configuration (dashed)",
     }
+    learned = any(m.get("schedule") for m in methods.values())
     lines += ["## Plots", ""]
     for key, caption in captions.items():
+        if key == "learned_schedules" and not learned:
+            continue  # no search variant learned a schedule in this sweep
         if key in plots:
             lines += [f"### {caption}", "", f"![{caption}]({plots[key]})", ""]
 

@@ -124,10 +124,43 @@ def dir_name(method: str) -> str:
     return method.replace(":", "-")
 
 
+MEMBERS_SHOWN = 3  # the top members whose learned schedules the summary keeps (the plot)
+
+
 def attach_learned_schedule(summary: MethodSummary, trials: list[Any], path: Any) -> None:
     """The best member's per-epoch values (its lineage: epochs copied from donors included, as
     its last checkpoint's history holds them) into ``summary.schedule`` and the file ``path``,
-    which ``summary.best_config["schedule_file"]`` then names: re-runs replay it."""
+    which ``summary.best_config["schedule_file"]`` then names: re-runs replay it. The top
+    :data:`MEMBERS_SHOWN` finished members' schedules go to ``summary.members`` (best first)."""
+    from ckd_tune.search.summary import METRIC
+
+    finished = [t for t in trials if t.status == "TERMINATED" and METRIC in (t.last_result or {})]
+    ranked = sorted(finished, key=lambda t: -t.last_result[METRIC])
+    best = next(t for t in trials if t.trial_id == summary.best_trial)
+    ranked = [best, *(t for t in ranked if t is not best)][:MEMBERS_SHOWN]
+    members = []
+    for trial in ranked:
+        schedule = member_schedule(trial)
+        if schedule is not None:
+            members.append(
+                {
+                    "trial_id": trial.trial_id,
+                    METRIC: float(trial.last_result[METRIC]),
+                    "schedule": schedule,
+                }
+            )
+    if not members or members[0]["trial_id"] != best.trial_id:
+        return
+    summary.schedule = members[0]["schedule"]
+    summary.members = members
+    cache.write_json({"method": summary.method, "schedule": summary.schedule}, path)
+    summary.best_config = {**summary.best_config, "schedule_file": str(path)}
+
+
+def member_schedule(trial: Any) -> list[dict[str, float]] | None:
+    """A PBT member's learned per-epoch schedule, from its own newest checkpoint's history
+    (after an exploit, Ray's saved trial state may still name the donor's checkpoint, seen with
+    synchronous PBT in Ray 2.60, whose history is not this member's); None without one."""
     from pathlib import Path
 
     import torch
@@ -135,22 +168,15 @@ def attach_learned_schedule(summary: MethodSummary, trials: list[Any], path: Any
     from ckd_tune.methods.ckd import learned_schedule
     from ckd_tune.trainable import STATE_FILE
 
-    best = next(t for t in trials if t.trial_id == summary.best_trial)
-    # the member's own newest checkpoint: after an exploit, Ray's saved trial state may still
-    # name the donor's (seen with synchronous PBT in Ray 2.60), whose history is not this one's
-    own = sorted(Path(best.path).glob(f"checkpoint_*/{STATE_FILE}"))
-    states = [torch.load(f, map_location="cpu", weights_only=True) for f in own[-1:]]
-    if not states and best.checkpoint is not None:
-        with best.checkpoint.as_directory() as directory:
-            states = [
-                torch.load(f"{directory}/{STATE_FILE}", map_location="cpu", weights_only=True)
-            ]
-    if not states:
-        return
-    state = states[0]
-    summary.schedule = learned_schedule(state["history"])
-    cache.write_json({"method": summary.method, "schedule": summary.schedule}, path)
-    summary.best_config = {**summary.best_config, "schedule_file": str(path)}
+    own = sorted(Path(trial.path).glob(f"checkpoint_*/{STATE_FILE}"))
+    if own:
+        state = torch.load(own[-1], map_location="cpu", weights_only=True)
+    elif trial.checkpoint is not None:
+        with trial.checkpoint.as_directory() as directory:
+            state = torch.load(f"{directory}/{STATE_FILE}", map_location="cpu", weights_only=True)
+    else:
+        return None
+    return learned_schedule(state["history"])
 
 
 def pbt_config(plan: Plan, method: str, concurrent: int) -> Any:
