@@ -86,6 +86,43 @@ def test_the_pbt_variant_is_its_own_method_with_the_space_settings(tmp_path, glu
     }
 
 
+def test_the_pb2_variant_bounds_come_from_the_space_ranges(tmp_path, glue_dir):
+    from ray.tune.schedulers.pb2 import PB2
+
+    from ckd_tune.search.tuner import pbt_config
+
+    plan = plan_for(tmp_path, glue_dir, "--methods", "ckd:pbt,ckd:pb2", "--max-epochs", "10")
+    space = plan.spaces["ckd:pb2"]
+    config = pbt_config(plan, "ckd:pb2", concurrent=2)
+    pb2 = config.scheduler
+    assert isinstance(pb2, PB2) and config.num_samples == plan.num_samples
+    assert (pb2._metric, pb2._time_attr, pb2._synch) == ("val_score", "training_iteration", True)
+    assert (pb2._burn_in_period, pb2._perturbation_interval) == (3, 1)  # as ckd:pbt's
+    ranges = {p.name: [p.low, p.high] for p in space.params}
+    assert pb2._hyperparam_bounds == {name: ranges[name] for name in space.pbt.mutate}
+    assert pb2._resample_probability == 0  # the GP bandit chooses; nothing is resampled
+    # a member's new values stay in the space (integers rounded) whatever the bandit proposes
+    assert pb2._custom_explore_fn({"t_max": 10.7, "margin": -0.2})["t_max"] == 10
+
+
+def test_pb2_refuses_categorical_parameters_to_change(tmp_path, glue_dir, capsys):
+    spaces = tmp_path / "spaces"
+    spaces.mkdir()
+    (spaces / "ckd.yaml").write_text(
+        SPACE.replace(
+            "params:\n", "params:\n  psi_shape: {type: categorical, choices: [ramp, step]}\n"
+        ).replace(
+            "fixed: {temperature_path: steps, psi_shape: ramp}", "fixed: {temperature_path: steps}"
+        )
+        + "  mutate: [psi_shape, margin]\n"
+    )
+    argv = sweep_args(tmp_path / "runs", f"sqlite:///{tmp_path / 'm.db'}", tmp_path, glue_dir)
+    assert main([*argv, "--methods", "ckd:pb2", "--space-dir", str(spaces)]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "PB2 changes only numeric parameters" in err[0], err
+    assert "psi_shape" in err[0]
+
+
 def test_pbt_section_checks(tmp_path):
     from ckd_tune.spaces import space_from_dict
 
@@ -170,6 +207,31 @@ def test_smoke_pbt_sweep_perturbs_members_and_exports_the_best_schedule(
     # one MLflow run per member (a member that copied another continues its own run)
     runs = trial_runs(mlflow_runs(db, "pbt"), "ckd:pbt")
     assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
+
+
+def test_smoke_pb2_sweep_exports_the_best_schedule(tmp_path, glue_dir, cache_dir):
+    """``ckd:pb2``: the same population search with Ray's PB2 choosing the new values."""
+    spaces = tmp_path / "spaces"
+    spaces.mkdir()
+    (spaces / "ckd.yaml").write_text(SPACE)
+    db = f"sqlite:///{tmp_path / 'm.db'}"
+    args = sweep_args(tmp_path / "runs", db, cache_dir, glue_dir)
+    args += ["--methods", "ckd:pb2", "--space-dir", str(spaces), "--sweep", "pb2"]
+    args += ["--num-samples", "2", "--max-epochs", "4", "--cpus-per-trial", "1"]
+    proc = cli(args, cwd=tmp_path)
+    ok(proc)
+    sweep = tmp_path / "runs" / "pb2"
+    summary = json.loads((sweep / "ckd-pb2.summary.json").read_text())
+    assert summary["status"] == "ok" and summary["trials"] == 2
+    assert [s["epoch"] for s in summary["schedule"]] == [1, 2, 3, 4]
+    assert (
+        json.loads(Path(summary["best_config"]["schedule_file"]).read_text())["schedule"]
+        == (summary["schedule"])
+    )
+    assert summary["best_config"]["t_max"] == round(summary["best_config"]["t_max"])
+    runs = trial_runs(mlflow_runs(db, "pb2"), "ckd:pb2")
+    assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
+    assert {r.data.tags["scheduler"] for r in runs} == {"pb2"}
 
 
 def test_the_report_reruns_a_pbt_row_on_its_learned_schedule(tmp_path, monkeypatch):

@@ -50,14 +50,15 @@ def search_method(
         return MethodSummary(**cache.read_json(done_path))
     path = f"{plan.storage.rstrip('/')}/{dir_name(method)}"
     pbt = is_pbt(method)
+    variant = method.partition(":")[2]
     trainable = make_trainable(prepared, plan.cpus_per_trial, plan.gpus_per_trial)
     tags = {
         "method": method,
         "bench": prepared.bench,
         "task": prepared.task,
         "sweep": plan.sweep,
-        "searcher": "pbt" if pbt else args.searcher,
-        "scheduler": "pbt" if pbt else args.scheduler,
+        "searcher": variant if pbt else args.searcher,
+        "scheduler": variant if pbt else args.scheduler,
         "seed": str(args.seed),
         "profile": args.profile,
     }
@@ -115,8 +116,10 @@ def search_method(
 
 
 def is_pbt(method: str) -> bool:
-    """Whether ``method`` is a Population Based Training variant (``ckd:pbt``)."""
-    return method.partition(":")[2] == "pbt"
+    """Whether ``method`` is a population-based variant: Population Based Training
+    (``ckd:pbt``) or Population Based Bandits (``ckd:pb2``), which share everything but how a
+    copied member's parameters are changed."""
+    return method.partition(":")[2] in ("pbt", "pb2")
 
 
 def dir_name(method: str) -> str:
@@ -180,9 +183,9 @@ def member_schedule(trial: Any) -> list[dict[str, float]] | None:
 
 
 def pbt_config(plan: Plan, method: str, concurrent: int) -> Any:
-    """``TuneConfig`` of a ``<method>:pbt`` search: the space's ``params`` sampled once per member
-    (Ray's random generator, seeded), then Population Based Training on ``training_iteration``
-    (epochs) with the space's ``pbt:`` settings, synchronous (every member reaches the
+    """``TuneConfig`` of a ``<method>:pbt`` (or ``:pb2``) search: the space's ``params`` sampled
+    once per member (Ray's random generator, seeded), then Population Based Training (or PB2:
+    :func:`pb2_scheduler`) on ``training_iteration`` (epochs) with the space's ``pbt:`` settings, synchronous (every member reaches the
     perturbation epoch before any is judged: the same decisions whatever the concurrency).
 
     PBT ranks on ``val_score``, the current epoch's score, not ``best_val_score``: what a bottom
@@ -198,18 +201,24 @@ def pbt_config(plan: Plan, method: str, concurrent: int) -> Any:
     assert settings is not None
     burn_in, interval = settings.epochs(plan.epochs)
     domains = space.tune_domains()
-    scheduler = PopulationBasedTraining(
-        time_attr="training_iteration",
-        metric=PBT_METRIC,
-        mode="max",
-        perturbation_interval=interval,
-        burn_in_period=burn_in,
-        hyperparam_mutations={name: domains[name] for name in settings.mutate},
-        quantile_fraction=settings.quantile_fraction,
-        resample_probability=settings.resample_probability,
-        custom_explore_fn=ClipToSpace(space),
-        synch=True,
-    )
+    common = {
+        "time_attr": "training_iteration",
+        "metric": PBT_METRIC,
+        "mode": "max",
+        "perturbation_interval": interval,
+        "quantile_fraction": settings.quantile_fraction,
+        "custom_explore_fn": ClipToSpace(space),
+        "synch": True,
+    }
+    if method.partition(":")[2] == "pb2":
+        scheduler = pb2_scheduler(space, burn_in, **common)
+    else:
+        scheduler = PopulationBasedTraining(
+            burn_in_period=burn_in,
+            hyperparam_mutations={name: domains[name] for name in settings.mutate},
+            resample_probability=settings.resample_probability,
+            **common,
+        )
     return TuneConfig(
         num_samples=method_samples(plan, method),
         search_alg=BasicVariantGenerator(random_state=plan.args.seed, max_concurrent=concurrent),
@@ -218,6 +227,28 @@ def pbt_config(plan: Plan, method: str, concurrent: int) -> Any:
 
 
 PBT_METRIC = "val_score"
+
+
+def pb2_bounds(space: SearchSpace) -> dict[str, list[float]]:
+    """PB2's ``hyperparam_bounds``: each numeric ``pbt.mutate`` parameter's range in the space
+    (PB2 models them on a linear scale; a log-scale range is searched linearly)."""
+    assert space.pbt is not None
+    return {
+        p.name: [float(p.low), float(p.high)]
+        for p in space.params
+        if p.name in space.pbt.mutate and p.type != "categorical"
+    }
+
+
+def pb2_scheduler(space: SearchSpace, burn_in: int, **kwargs: Any) -> Any:
+    """Ray's ``PB2`` with PBT's settings: bounds from the space's ranges (``custom_explore_fn``
+    still clips and rounds integers) and the same burn-in (PB2's constructor has none: it is set
+    on the PBT it extends); PB2 never resamples (its GP-UCB bandit chooses the new values)."""
+    from ray.tune.schedulers.pb2 import PB2
+
+    scheduler = PB2(hyperparam_bounds=pb2_bounds(space), **kwargs)
+    scheduler._burn_in_period = burn_in
+    return scheduler
 
 
 class ClipToSpace:
