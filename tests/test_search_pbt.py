@@ -5,6 +5,8 @@ best member's learned schedule (``schedule_file``)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -17,12 +19,15 @@ if str(TESTS) not in sys.path:
 from search_support import (  # noqa: E402
     cache_dir_fixture,  # noqa: F401
     cli,
+    kill_group,
     mlflow_runs,
     no_ray_left_fixture,  # noqa: F401
     ok,
     plan_for,
+    start_cli,
     sweep_args,
     trial_runs,
+    wait_for,
 )
 
 from ckd_tune.errors import UserInputError  # noqa: E402
@@ -103,6 +108,54 @@ def test_the_pb2_variant_bounds_come_from_the_space_ranges(tmp_path, glue_dir):
     assert pb2._resample_probability == 0  # the GP bandit chooses; nothing is resampled
     # a member's new values stay in the space (integers rounded) whatever the bandit proposes
     assert pb2._custom_explore_fn({"t_max": 10.7, "margin": -0.2})["t_max"] == 10
+
+
+class _Member:
+    """What PBT's on_trial_add and choose_trial_to_run read of a Ray trial."""
+
+    def __init__(self, name: str, epochs: int, status: str = "PENDING") -> None:
+        from types import SimpleNamespace
+
+        self.experiment_tag, self.status, self.config, self.evaluated_params = name, status, {}, {}
+        self.last_result = {"training_iteration": epochs} if epochs else {}
+        keep = SimpleNamespace(num_to_keep=3)
+        self.run_metadata = SimpleNamespace(
+            checkpoint_manager=SimpleNamespace(checkpoint_config=keep)
+        )
+
+
+@pytest.mark.parametrize("variant", ["pbt", "pb2"])
+def test_a_restored_population_is_scheduled_from_where_it_stopped(variant, tmp_path, glue_dir):
+    """Tuner.restore re-adds members already some epochs in: the next synchronisation point
+    follows the least advanced one (Ray's own state would say epoch 0 and deadlock)."""
+    from types import SimpleNamespace
+
+    from ckd_tune.search.tuner import pbt_config
+
+    plan = plan_for(tmp_path, glue_dir, "--methods", f"ckd:{variant}", "--max-epochs", "10")
+    fresh = pbt_config(plan, f"ckd:{variant}", concurrent=2).scheduler  # burn-in 3, interval 1
+    assert fresh._next_perturbation_sync == 3
+    cases = [
+        ([5, 5], 6, {"a", "b"}),  # both at epoch 5: both run to the next point, 6
+        ([5, 4], 5, {"b"}),  # b catches up to a's epoch 5, where they synchronise
+        ([2, 0], 3, {"a", "b"}),  # still in burn-in
+        ([7, 10], 8, {"a"}),  # b finished: a runs on alone
+    ]
+    for epochs, next_sync, runnable in cases:
+        pbt = pbt_config(plan, f"ckd:{variant}", concurrent=2).scheduler
+        members = [
+            _Member(n, e, "TERMINATED" if e == 10 else "PENDING")
+            for n, e in zip("ab", epochs, strict=True)
+        ]
+        controller = SimpleNamespace(search_alg=None, get_trials=lambda m=members: m)
+        for member in members:
+            pbt.on_trial_add(controller, member)
+        assert pbt._next_perturbation_sync == next_sync, epochs
+        chosen = set()
+        while (trial := pbt.choose_trial_to_run(controller)) is not None:
+            chosen.add(trial.experiment_tag)
+            trial.status = "RUNNING"
+        assert chosen == runnable, epochs
 
 
 def test_pb2_refuses_categorical_parameters_to_change(tmp_path, glue_dir, capsys):
@@ -232,6 +285,53 @@ def test_smoke_pb2_sweep_exports_the_best_schedule(tmp_path, glue_dir, cache_dir
     runs = trial_runs(mlflow_runs(db, "pb2"), "ckd:pb2")
     assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
     assert {r.data.tags["scheduler"] for r in runs} == {"pb2"}
+
+
+def test_a_sigkilled_pbt_sweep_resumes_its_population(tmp_path, glue_dir, cache_dir):
+    """SIGKILL of the whole sweep (driver, Ray, trials) past the first exploit, then --resume:
+    the same members carry on (same trial ids, one MLflow run each, all FINISHED) and the best
+    member's learned schedule is exported."""
+    spaces = tmp_path / "spaces"
+    spaces.mkdir()
+    (spaces / "ckd.yaml").write_text(SPACE)
+    db = f"sqlite:///{tmp_path / 'm.db'}"
+    args = sweep_args(tmp_path / "runs", db, cache_dir, glue_dir)
+    args += ["--methods", "ckd:pbt", "--space-dir", str(spaces), "--sweep", "pbt"]
+    args += ["--num-samples", "2", "--max-epochs", "4", "--cpus-per-trial", "1"]
+    sweep = tmp_path / "runs" / "pbt"
+    ray_dir = sweep / "ray" / "ckd-pbt"
+
+    def past_first_exploit() -> bool:  # a member reported epoch 2; Ray saved its state
+        results = [p.read_text().count("\n") for p in ray_dir.glob("*/result.json")]
+        return max(results, default=0) >= 2 and any(ray_dir.glob("experiment_state-*.json"))
+
+    proc = start_cli(args, tmp_path, tmp_path / "run1")
+    try:
+        wait_for(past_first_exploit, proc, 300, "a PBT member's second epoch")
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        kill_group(proc)
+
+    def member_ids() -> list[str]:  # run_trial_<experiment>_<index>_...: the Ray trial ids
+        return sorted("_".join(p.name.split("_")[2:4]) for p in ray_dir.glob("run_trial_*"))
+
+    members = member_ids()
+    assert len(members) == 2 and not (sweep / "ckd-pbt.summary.json").exists()
+
+    proc = cli([*args, "--resume"], cwd=tmp_path)
+    ok(proc)
+    assert "ckd:pbt: resuming the interrupted search" in proc.stdout
+    assert member_ids() == members  # the same population, not a fresh one
+    runs = trial_runs(mlflow_runs(db, "pbt"), "ckd:pbt")
+    assert sorted(r.data.tags["ray_trial_id"] for r in runs) == members  # one run per member
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    summary = json.loads((sweep / "ckd-pbt.summary.json").read_text())
+    assert summary["best_trial"] in members and summary["trials"] == 2
+    assert [s["epoch"] for s in summary["schedule"]] == [1, 2, 3, 4]
+    assert sorted(m["trial_id"] for m in summary["members"]) == members
+    path = Path(summary["best_config"]["schedule_file"])
+    assert json.loads(path.read_text())["schedule"] == summary["schedule"]
 
 
 def test_the_report_reruns_a_pbt_row_on_its_learned_schedule(tmp_path, monkeypatch):

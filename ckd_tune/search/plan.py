@@ -210,8 +210,6 @@ def sweep_name(args: argparse.Namespace, output: Path, task: str) -> str:
 def check_pb2(method: str, space: SearchSpace) -> None:
     """``<method>:pb2`` needs Ray's PB2 (scikit-learn) and numeric parameters to change (its
     Gaussian process has no categories); UserInputError (one line, exit 2) otherwise."""
-    from ckd_tune.search.tuner import pb2_bounds
-
     try:
         from ray.tune.schedulers.pb2 import import_pb2_dependencies
     except ImportError as err:  # pragma: no cover - Ray without PB2
@@ -221,7 +219,7 @@ def check_pb2(method: str, space: SearchSpace) -> None:
     categorical = [
         p.name for p in space.params if p.name in space.pbt.mutate and p.type == "categorical"
     ]
-    if categorical or not pb2_bounds(space):
+    if categorical or not space.pb2_bounds():
         raise UserInputError(
             f"--methods: {method}: PB2 changes only numeric parameters; pbt.mutate of "
             f"{space.source} names categorical ones ({', '.join(categorical) or 'none numeric'})"

@@ -213,7 +213,7 @@ def pbt_config(plan: Plan, method: str, concurrent: int) -> Any:
     if method.partition(":")[2] == "pb2":
         scheduler = pb2_scheduler(space, burn_in, **common)
     else:
-        scheduler = PopulationBasedTraining(
+        scheduler = resumable(PopulationBasedTraining)(
             burn_in_period=burn_in,
             hyperparam_mutations={name: domains[name] for name in settings.mutate},
             resample_probability=settings.resample_probability,
@@ -229,26 +229,68 @@ def pbt_config(plan: Plan, method: str, concurrent: int) -> Any:
 PBT_METRIC = "val_score"
 
 
-def pb2_bounds(space: SearchSpace) -> dict[str, list[float]]:
-    """PB2's ``hyperparam_bounds``: each numeric ``pbt.mutate`` parameter's range in the space
-    (PB2 models them on a linear scale; a log-scale range is searched linearly)."""
-    assert space.pbt is not None
-    return {
-        p.name: [float(p.low), float(p.high)]
-        for p in space.params
-        if p.name in space.pbt.mutate and p.type != "categorical"
-    }
-
-
 def pb2_scheduler(space: SearchSpace, burn_in: int, **kwargs: Any) -> Any:
     """Ray's ``PB2`` with PBT's settings: bounds from the space's ranges (``custom_explore_fn``
     still clips and rounds integers) and the same burn-in (PB2's constructor has none: it is set
     on the PBT it extends); PB2 never resamples (its GP-UCB bandit chooses the new values)."""
     from ray.tune.schedulers.pb2 import PB2
 
-    scheduler = PB2(hyperparam_bounds=pb2_bounds(space), **kwargs)
+    scheduler = resumable(PB2)(hyperparam_bounds=space.pb2_bounds(), **kwargs)
     scheduler._burn_in_period = burn_in
+    # ... and the first synchronisation point PBT's constructor derives from it
+    scheduler._next_perturbation_sync = max(scheduler._perturbation_interval, burn_in)
     return scheduler
+
+
+class _ResumedPopulation:
+    """Synchronous PBT (and PB2) that can resume: ``Tuner.restore`` builds a fresh scheduler
+    and re-adds the saved members, each already ``d`` epochs in, while the scheduler believes
+    they are at epoch 0 and that the next synchronisation point is the first one. Ray 2.60 then
+    deadlocks: the first sync sets the next point to the members' epoch, which none is below,
+    so no member is ever chosen to run again. A re-added member's state is set to where the
+    killed run left it (its epoch, its last perturbation point) and the next synchronisation
+    point to the first one after the least advanced unfinished member's epoch: an exploit that
+    the kill interrupted is at most skipped, never waited for forever."""
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        super().on_trial_add(tune_controller, trial)  # type: ignore[misc]
+        done = int((trial.last_result or {}).get(self._time_attr) or 0)
+        if done <= 0 or trial.status in ("TERMINATED", "ERROR"):
+            return
+        first = max(self._perturbation_interval, self._burn_in_period)
+        interval = max(1, int(self._perturbation_interval))
+        state = self._trial_state[trial]
+        state.last_train_time = done
+        if done >= first:
+            state.last_perturbation_time = first + (done - first) // interval * interval
+        following = first if done < first else state.last_perturbation_time + interval
+        resumed = getattr(self, "_resumed_next_sync", None)
+        self._resumed_next_sync = following if resumed is None else min(resumed, following)
+        self._next_perturbation_sync = self._resumed_next_sync
+
+
+_RESUMABLE = {"PopulationBasedTraining": "ResumablePBT", "PB2": "ResumablePB2"}
+
+
+def resumable(scheduler_class: type) -> type:
+    """``scheduler_class`` (PopulationBasedTraining or PB2) with :class:`_ResumedPopulation`:
+    this module's ``ResumablePBT`` or ``ResumablePB2`` (importable, so they pickle by name)."""
+    return __getattr__(_RESUMABLE[scheduler_class.__name__])
+
+
+def __getattr__(name: str) -> Any:
+    """``ResumablePBT`` and ``ResumablePB2``, built on first use (Ray loads only when needed)."""
+    if name not in _RESUMABLE.values():
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name in globals():
+        return globals()[name]
+    if name == "ResumablePBT":
+        from ray.tune.schedulers import PopulationBasedTraining as base
+    else:
+        from ray.tune.schedulers.pb2 import PB2 as base
+    cls = type(name, (_ResumedPopulation, base), {"__module__": __name__, "__qualname__": name})
+    globals()[name] = cls
+    return cls
 
 
 class ClipToSpace:
