@@ -158,6 +158,16 @@ class SearchSpace:
     bench: str | None = None  # the bench whose overrides were applied, if any
     pbt: PBTSettings | None = None  # the ``pbt:`` section, if the file has one
 
+    def pb2_bounds(self) -> dict[str, list[float]]:
+        """PB2's ``hyperparam_bounds``: each numeric ``pbt.mutate`` parameter's range (PB2
+        models them on a linear scale; a log-scale range is searched linearly)."""
+        mutate = self.pbt.mutate if self.pbt is not None else ()
+        return {
+            p.name: [float(p.low), float(p.high)]
+            for p in self.params
+            if p.name in mutate and p.type != "categorical"
+        }
+
     def tune_domains(self) -> dict[str, Any]:
         """The searched parameters as Ray Tune domains (PBT's initial distribution and its
         resampling); conditional parameters have none (``pbt:`` refuses them)."""

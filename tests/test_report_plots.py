@@ -13,6 +13,7 @@ import pytest
 from ckd_tune.report import plots
 from ckd_tune.report.plots import (
     PLOTS,
+    plot_learned_schedules,
     plot_schedules,
     plot_search,
     plot_test_scores,
@@ -60,6 +61,7 @@ def test_plot_file_names():
         "schedules": "schedules.png",
         "search": "search_efficiency.png",
         "test_scores": "test_scores.png",
+        "learned_schedules": "learned_schedules.png",
     }
 
 
@@ -144,6 +146,44 @@ def test_schedules_when_no_method_has_one(tmp_path, figures, curves):
     assert _png_size(path) == (440, 418)  # one panel
     (ax,) = figures[0].axes
     assert _texts(ax) == ["no method in this sweep has a schedule"] and len(ax.get_lines()) == 0
+
+
+# ------------------------------------------------------------------ learned schedules
+
+
+def _member(score: float, margins: list[float]) -> dict:
+    schedule = [
+        {"epoch": e, "T": 4.0 - e, "phi": 0.5, "psi": 0.25 * e, "margin": m}
+        for e, m in enumerate(margins, start=1)
+    ]
+    return {"trial_id": f"t{score}", "best_val_score": score, "schedule": schedule}
+
+
+def test_learned_schedules_beside_the_hand_designed_one(tmp_path, figures):
+    learned = {"ckd:pbt": [_member(0.81, [0.2, 0.2, 0.9, 0.9]), _member(0.78, [0.5] * 4)]}
+    hand = {"ckd": _schedule(psi=1.0, phi=0.5, T=4.0, margin=0.3), "kd": _schedule(T=4.0)}
+    path = plot_learned_schedules(learned, hand, tmp_path / "l.png")
+    assert _png_size(path) == (3 * 4 * 110, 418)  # T, psi, margin
+    axes = figures[0].axes
+    assert [ax.get_title() for ax in axes] == ["T", "psi", "margin"]
+    for ax in axes:  # the best member bold, the next one thin, ckd's own dashed; no kd
+        labels = [line.get_label() for line in ax.get_lines()]
+        assert labels == ["ckd:pbt best (val 0.810)", "ckd:pbt #2 (val 0.780)",
+                          "ckd (hand-designed)"]  # fmt: skip
+        best, second, hand_line = ax.get_lines()
+        assert best.get_linewidth() > second.get_linewidth()
+        assert hand_line.get_linestyle() == "--" and hand_line.get_color() == "#2ca02c"
+    best = axes[2].get_lines()[0]  # margin: one value per epoch, held over the epoch
+    np.testing.assert_allclose(best.get_xdata(), [0, 0.25, 0.5, 0.75, 1.0])
+    np.testing.assert_allclose(best.get_ydata(), [0.2, 0.2, 0.9, 0.9, 0.9])
+    assert best.get_drawstyle() == "steps-post"
+
+
+def test_learned_schedules_without_any_says_so(tmp_path, figures):
+    path = plot_learned_schedules({}, {"ckd": _schedule(T=4.0)}, tmp_path / "l.png")
+    _png_size(path)
+    ax = figures[0].axes[0]
+    assert _texts(ax) == ["no learned schedule in this sweep"] and len(ax.get_lines()) == 0
 
 
 # ------------------------------------------------------------------ search efficiency

@@ -14,6 +14,7 @@ from ckd_tune.report import (
     schedule_curves,
     search_trace,
 )
+from ckd_tune.report.formatting import signed
 from tests.report_support import (
     report_setup_dict,
 )
@@ -155,3 +156,52 @@ def test_range_flags_on_linear_and_log_scales():
         spaces={"kd": params},
     )  # fmt: skip
     assert results["methods"]["kd"]["range_flags"][0]["param"] == "kd_alpha"
+
+
+def test_a_pbt_row_is_compared_with_its_base_method_in_the_same_holm_family():
+    labels = np.random.default_rng(3).integers(0, 2, 872)
+    reruns = {
+        "kd": _records("kd", labels, 0.78),
+        "ckd": _records("ckd", labels, 0.76),
+        "ckd:pbt": _records("ckd:pbt", labels, 0.86),
+        "none": _records("none", labels, 0.77),
+    }
+    methods = ("ckd", "ckd:pbt", "kd", "none")
+    results = analyse([_summary(m) for m in methods], reruns, metric="accuracy",
+                      task="sst2", labels=labels)  # fmt: skip
+    comparisons = results["comparisons"]
+    assert set(comparisons) == {"kd", "none", "ckd"}
+    assert set(comparisons["ckd"]) == {"ckd:pbt"}  # only the variant against its base
+    learned = comparisons["ckd"]["ckd:pbt"]
+    assert set(learned) >= set(comparisons["kd"]["ckd"])  # the same shape as the others
+    assert (learned["method"], learned["baseline"]) == ("ckd:pbt", "ckd")
+    assert learned["bootstrap"]["n_seeds"] == 5 and learned["mde"] > 0
+    assert learned["significant"] and learned["direction"] == "better"
+    assert learned["mean_diff"] == pytest.approx(0.10, abs=0.03)
+    # one Holm family: 3 vs kd, 3 vs none, 1 variant vs its base
+    family = [c for ref in comparisons.values() for c in ref.values()]
+    assert len(family) == 7
+    assert learned["bootstrap"]["p"] <= learned["p_holm"] <= 7 * learned["bootstrap"]["p"]
+    assert "learned schedule beats the hand-designed one" in learned["learned_verdict"]
+    assert "learned_verdict" not in comparisons["kd"]["ckd"]
+    # the headline is still against vanilla KD; ckd:pbt is one of its rows
+    assert "ckd:pbt" in comparisons["kd"]
+    results.update(sweep="s", setup=report_setup_dict(), plots={})
+    md = render_markdown(results)
+    section = md[md.index("### Learned vs hand-designed schedule") :]
+    assert section.index("ckd:pbt (schedule learned by the search) vs ckd") < section.index(
+        "**Verdict:**"
+    )
+    assert f"{signed(learned['mean_diff'])} accuracy (bootstrap 95% CI [" in section
+
+
+def test_no_variant_comparison_without_its_base_or_when_the_baseline_already_has_it():
+    labels = np.random.default_rng(4).integers(0, 2, 300)
+    reruns = {m: _records(m, labels, 0.8) for m in ("kd", "ckd:pbt", "kd:pbt")}
+    results = analyse([_summary(m) for m in ("ckd:pbt", "kd", "kd:pbt")], reruns,
+                      metric="accuracy", labels=labels)  # fmt: skip
+    assert set(results["comparisons"]) == {"kd"}  # no ckd row: ckd:pbt only vs kd
+    assert set(results["comparisons"]["kd"]) == {"ckd:pbt", "kd:pbt"}
+    # kd:pbt vs kd is the baseline comparison itself, counted once, with its learned verdict
+    assert "learned_verdict" in results["comparisons"]["kd"]["kd:pbt"]
+    assert "learned_verdict" not in results["comparisons"]["kd"]["ckd:pbt"]

@@ -5,6 +5,8 @@ best member's learned schedule (``schedule_file``)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -17,12 +19,15 @@ if str(TESTS) not in sys.path:
 from search_support import (  # noqa: E402
     cache_dir_fixture,  # noqa: F401
     cli,
+    kill_group,
     mlflow_runs,
     no_ray_left_fixture,  # noqa: F401
     ok,
     plan_for,
+    start_cli,
     sweep_args,
     trial_runs,
+    wait_for,
 )
 
 from ckd_tune.errors import UserInputError  # noqa: E402
@@ -84,6 +89,91 @@ def test_the_pbt_variant_is_its_own_method_with_the_space_settings(tmp_path, glu
         "t_max": 10,
         "margin": 0.5,
     }
+
+
+def test_the_pb2_variant_bounds_come_from_the_space_ranges(tmp_path, glue_dir):
+    from ray.tune.schedulers.pb2 import PB2
+
+    from ckd_tune.search.tuner import pbt_config
+
+    plan = plan_for(tmp_path, glue_dir, "--methods", "ckd:pbt,ckd:pb2", "--max-epochs", "10")
+    space = plan.spaces["ckd:pb2"]
+    config = pbt_config(plan, "ckd:pb2", concurrent=2)
+    pb2 = config.scheduler
+    assert isinstance(pb2, PB2) and config.num_samples == plan.num_samples
+    assert (pb2._metric, pb2._time_attr, pb2._synch) == ("val_score", "training_iteration", True)
+    assert (pb2._burn_in_period, pb2._perturbation_interval) == (3, 1)  # as ckd:pbt's
+    ranges = {p.name: [p.low, p.high] for p in space.params}
+    assert pb2._hyperparam_bounds == {name: ranges[name] for name in space.pbt.mutate}
+    assert pb2._resample_probability == 0  # the GP bandit chooses; nothing is resampled
+    # a member's new values stay in the space (integers rounded) whatever the bandit proposes
+    assert pb2._custom_explore_fn({"t_max": 10.7, "margin": -0.2})["t_max"] == 10
+
+
+class _Member:
+    """What PBT's on_trial_add and choose_trial_to_run read of a Ray trial."""
+
+    def __init__(self, name: str, epochs: int, status: str = "PENDING") -> None:
+        from types import SimpleNamespace
+
+        self.experiment_tag, self.status, self.config, self.evaluated_params = name, status, {}, {}
+        self.last_result = {"training_iteration": epochs} if epochs else {}
+        keep = SimpleNamespace(num_to_keep=3)
+        self.run_metadata = SimpleNamespace(
+            checkpoint_manager=SimpleNamespace(checkpoint_config=keep)
+        )
+
+
+@pytest.mark.parametrize("variant", ["pbt", "pb2"])
+def test_a_restored_population_is_scheduled_from_where_it_stopped(variant, tmp_path, glue_dir):
+    """Tuner.restore re-adds members already some epochs in: the next synchronisation point
+    follows the least advanced one (Ray's own state would say epoch 0 and deadlock)."""
+    from types import SimpleNamespace
+
+    from ckd_tune.search.tuner import pbt_config
+
+    plan = plan_for(tmp_path, glue_dir, "--methods", f"ckd:{variant}", "--max-epochs", "10")
+    fresh = pbt_config(plan, f"ckd:{variant}", concurrent=2).scheduler  # burn-in 3, interval 1
+    assert fresh._next_perturbation_sync == 3
+    cases = [
+        ([5, 5], 6, {"a", "b"}),  # both at epoch 5: both run to the next point, 6
+        ([5, 4], 5, {"b"}),  # b catches up to a's epoch 5, where they synchronise
+        ([2, 0], 3, {"a", "b"}),  # still in burn-in
+        ([7, 10], 8, {"a"}),  # b finished: a runs on alone
+    ]
+    for epochs, next_sync, runnable in cases:
+        pbt = pbt_config(plan, f"ckd:{variant}", concurrent=2).scheduler
+        members = [
+            _Member(n, e, "TERMINATED" if e == 10 else "PENDING")
+            for n, e in zip("ab", epochs, strict=True)
+        ]
+        controller = SimpleNamespace(search_alg=None, get_trials=lambda m=members: m)
+        for member in members:
+            pbt.on_trial_add(controller, member)
+        assert pbt._next_perturbation_sync == next_sync, epochs
+        chosen = set()
+        while (trial := pbt.choose_trial_to_run(controller)) is not None:
+            chosen.add(trial.experiment_tag)
+            trial.status = "RUNNING"
+        assert chosen == runnable, epochs
+
+
+def test_pb2_refuses_categorical_parameters_to_change(tmp_path, glue_dir, capsys):
+    spaces = tmp_path / "spaces"
+    spaces.mkdir()
+    (spaces / "ckd.yaml").write_text(
+        SPACE.replace(
+            "params:\n", "params:\n  psi_shape: {type: categorical, choices: [ramp, step]}\n"
+        ).replace(
+            "fixed: {temperature_path: steps, psi_shape: ramp}", "fixed: {temperature_path: steps}"
+        )
+        + "  mutate: [psi_shape, margin]\n"
+    )
+    argv = sweep_args(tmp_path / "runs", f"sqlite:///{tmp_path / 'm.db'}", tmp_path, glue_dir)
+    assert main([*argv, "--methods", "ckd:pb2", "--space-dir", str(spaces)]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "PB2 changes only numeric parameters" in err[0], err
+    assert "psi_shape" in err[0]
 
 
 def test_pbt_section_checks(tmp_path):
@@ -162,11 +252,86 @@ def test_smoke_pbt_sweep_perturbs_members_and_exports_the_best_schedule(
     assert {k: last[k] for k in ("T", "psi", "margin")} == {
         k: schedule[-1][k] for k in ("T", "psi", "margin")
     }
+    members = summary["members"]  # the population's top members, best first (the plot)
+    assert members[0]["trial_id"] == summary["best_trial"] and len(members) == 2
+    assert members[0]["schedule"] == schedule and len({m["trial_id"] for m in members}) == 2
     path = Path(summary["best_config"]["schedule_file"])
     assert json.loads(path.read_text())["schedule"] == schedule
     # one MLflow run per member (a member that copied another continues its own run)
     runs = trial_runs(mlflow_runs(db, "pbt"), "ckd:pbt")
     assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
+
+
+def test_smoke_pb2_sweep_exports_the_best_schedule(tmp_path, glue_dir, cache_dir):
+    """``ckd:pb2``: the same population search with Ray's PB2 choosing the new values."""
+    spaces = tmp_path / "spaces"
+    spaces.mkdir()
+    (spaces / "ckd.yaml").write_text(SPACE)
+    db = f"sqlite:///{tmp_path / 'm.db'}"
+    args = sweep_args(tmp_path / "runs", db, cache_dir, glue_dir)
+    args += ["--methods", "ckd:pb2", "--space-dir", str(spaces), "--sweep", "pb2"]
+    args += ["--num-samples", "2", "--max-epochs", "4", "--cpus-per-trial", "1"]
+    proc = cli(args, cwd=tmp_path)
+    ok(proc)
+    sweep = tmp_path / "runs" / "pb2"
+    summary = json.loads((sweep / "ckd-pb2.summary.json").read_text())
+    assert summary["status"] == "ok" and summary["trials"] == 2
+    assert [s["epoch"] for s in summary["schedule"]] == [1, 2, 3, 4]
+    assert (
+        json.loads(Path(summary["best_config"]["schedule_file"]).read_text())["schedule"]
+        == (summary["schedule"])
+    )
+    assert summary["best_config"]["t_max"] == round(summary["best_config"]["t_max"])
+    runs = trial_runs(mlflow_runs(db, "pb2"), "ckd:pb2")
+    assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
+    assert {r.data.tags["scheduler"] for r in runs} == {"pb2"}
+
+
+def test_a_sigkilled_pbt_sweep_resumes_its_population(tmp_path, glue_dir, cache_dir):
+    """SIGKILL of the whole sweep (driver, Ray, trials) past the first exploit, then --resume:
+    the same members carry on (same trial ids, one MLflow run each, all FINISHED) and the best
+    member's learned schedule is exported."""
+    spaces = tmp_path / "spaces"
+    spaces.mkdir()
+    (spaces / "ckd.yaml").write_text(SPACE)
+    db = f"sqlite:///{tmp_path / 'm.db'}"
+    args = sweep_args(tmp_path / "runs", db, cache_dir, glue_dir)
+    args += ["--methods", "ckd:pbt", "--space-dir", str(spaces), "--sweep", "pbt"]
+    args += ["--num-samples", "2", "--max-epochs", "4", "--cpus-per-trial", "1"]
+    sweep = tmp_path / "runs" / "pbt"
+    ray_dir = sweep / "ray" / "ckd-pbt"
+
+    def past_first_exploit() -> bool:  # a member reported epoch 2; Ray saved its state
+        results = [p.read_text().count("\n") for p in ray_dir.glob("*/result.json")]
+        return max(results, default=0) >= 2 and any(ray_dir.glob("experiment_state-*.json"))
+
+    proc = start_cli(args, tmp_path, tmp_path / "run1")
+    try:
+        wait_for(past_first_exploit, proc, 300, "a PBT member's second epoch")
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        kill_group(proc)
+
+    def member_ids() -> list[str]:  # run_trial_<experiment>_<index>_...: the Ray trial ids
+        return sorted("_".join(p.name.split("_")[2:4]) for p in ray_dir.glob("run_trial_*"))
+
+    members = member_ids()
+    assert len(members) == 2 and not (sweep / "ckd-pbt.summary.json").exists()
+
+    proc = cli([*args, "--resume"], cwd=tmp_path)
+    ok(proc)
+    assert "ckd:pbt: resuming the interrupted search" in proc.stdout
+    assert member_ids() == members  # the same population, not a fresh one
+    runs = trial_runs(mlflow_runs(db, "pbt"), "ckd:pbt")
+    assert sorted(r.data.tags["ray_trial_id"] for r in runs) == members  # one run per member
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    summary = json.loads((sweep / "ckd-pbt.summary.json").read_text())
+    assert summary["best_trial"] in members and summary["trials"] == 2
+    assert [s["epoch"] for s in summary["schedule"]] == [1, 2, 3, 4]
+    assert sorted(m["trial_id"] for m in summary["members"]) == members
+    path = Path(summary["best_config"]["schedule_file"])
+    assert json.loads(path.read_text())["schedule"] == summary["schedule"]
 
 
 def test_the_report_reruns_a_pbt_row_on_its_learned_schedule(tmp_path, monkeypatch):
@@ -186,11 +351,15 @@ def test_the_report_reruns_a_pbt_row_on_its_learned_schedule(tmp_path, monkeypat
     ]
     path = tmp_path / "ckd-pbt.schedule.json"
     path.write_text(json.dumps({"schedule": learned}))
+    members = [
+        {"trial_id": "t2", "best_val_score": 0.7, "schedule": learned},
+        {"trial_id": "t3", "best_val_score": 0.6, "schedule": [{**e, "T": 2.0} for e in learned]},
+    ]
     hand = TrainConfig.from_flat(shared).to_flat()
     replay = {**hand, "schedule_file": str(path)}
     summaries = [
         MethodSummary("ckd", "ok", 0.7, hand, "t1", None, 2, 0, 4, 3.0),
-        MethodSummary("ckd:pbt", "ok", 0.7, replay, "t2", None, 2, 0, 4, 3.0, learned),
+        MethodSummary("ckd:pbt", "ok", 0.7, replay, "t2", None, 2, 0, 4, 3.0, learned, members),
     ]
     histories = []
     real_train = ckd_tune.train.train
@@ -216,3 +385,11 @@ def test_the_report_reruns_a_pbt_row_on_its_learned_schedule(tmp_path, monkeypat
     saved = json.loads((setup.report_dir / "ckd-pbt.schedule.json").read_text())
     assert saved["schedule"] == learned
     assert set(results["schedules"]) >= {"ckd", "ckd:pbt"}  # learned vs hand-designed plot
+    # the learned schedules' plot (the top members beside ckd's) and the comparison with ckd
+    assert results["methods"]["ckd:pbt"]["members"] == members
+    png = setup.report_dir / report.PLOTS["learned_schedules"]
+    assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 20_000
+    md = (setup.report_dir / "report.md").read_text()
+    assert "![Schedules learned by the search" in md and "learned_schedules.png" in md
+    assert "ckd:pbt" in results["comparisons"]["ckd"]
+    assert "### Learned vs hand-designed schedule" in md

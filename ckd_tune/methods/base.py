@@ -142,6 +142,7 @@ def register(cls: M) -> M:
 
 VARIANTS: dict[str, str] = {
     "pbt": "Population Based Training changes the space's parameters between epochs",
+    "pb2": "Population Based Bandits (PB2): a Gaussian-process bandit picks them between epochs",
 }
 """Search variants a method name may carry after a colon (``ckd:pbt``): the same method trained
 by a different search, its own row in every table and plot (see :func:`split_method`)."""

@@ -39,7 +39,14 @@ _EXPORTS = {
     "build": ("ReportSetup", "describe_student", "machine_info", "make_report", "write_plots"),
     "cli": ("build_parser", "main"),
     "markdown": ("render_markdown",),
-    "plots": ("PLOTS", "plot_schedules", "plot_search", "plot_test_scores", "plot_val_curves"),
+    "plots": (
+        "PLOTS",
+        "plot_learned_schedules",
+        "plot_schedules",
+        "plot_search",
+        "plot_test_scores",
+        "plot_val_curves",
+    ),
     "reruns": ("CONTROL", "RerunJob", "rerun", "run_reruns"),
     "results": ("analyse", "config_changes", "schedule_curves", "search_trace"),
     "stats": (

@@ -25,6 +25,7 @@ from ckd_tune.report.markdown import render_markdown
 from ckd_tune.report.mlflow_models import input_example, log_student_model, register_model
 from ckd_tune.report.plots import (
     PLOTS,
+    plot_learned_schedules,
     plot_schedules,
     plot_search,
     plot_test_scores,
@@ -208,6 +209,8 @@ def make_report(
     for s in summaries:  # a PBT variant's learned schedule, which its re-runs replayed
         if s.get("schedule") and s["method"] in results["methods"]:
             results["methods"][s["method"]]["schedule"] = s["schedule"]
+            if s.get("members"):
+                results["methods"][s["method"]]["members"] = s["members"]
             name = f"{s['method'].replace(':', '-')}.schedule.json"
             _write_json({"method": s["method"], "schedule": s["schedule"]}, report_dir / name)
     results["registered_model"] = (
@@ -260,7 +263,7 @@ def make_report(
 
 
 def write_plots(results: Mapping[str, Any], report_dir: Path) -> None:
-    """The four PNGs of a results dict into ``report_dir``."""
+    """The PNGs of a results dict into ``report_dir``."""
     metric = results["metric"]
     methods = results["methods"]
     teacher = results.get("teacher") or {}
@@ -276,6 +279,11 @@ def write_plots(results: Mapping[str, Any], report_dir: Path) -> None:
     plot_val_curves(curves, report_dir / PLOTS["val_curves"], metric=metric)
     plot_schedules(results.get("schedules", {}), report_dir / PLOTS["schedules"])
     plot_search(results.get("search_traces", {}), report_dir / PLOTS["search"], metric=metric)
+    plot_learned_schedules(
+        learned_members(methods),
+        results.get("schedules", {}),
+        report_dir / PLOTS["learned_schedules"],
+    )
     plot_test_scores(
         {name: m["test"]["values"] for name, m in methods.items()},
         report_dir / PLOTS["test_scores"],
@@ -283,6 +291,16 @@ def write_plots(results: Mapping[str, Any], report_dir: Path) -> None:
         teacher=teacher.get("test"),
         failed=[n for n, m in methods.items() if m["status"] == "failed"],
     )
+
+
+def learned_members(methods: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Each row with a learned schedule: its top members' schedules (best first), or just the
+    best member's (a summary written before members were kept)."""
+    return {
+        name: m.get("members") or [{"schedule": m["schedule"]}]
+        for name, m in methods.items()
+        if m.get("schedule")
+    }
 
 
 def _log_model(

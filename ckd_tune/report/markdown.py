@@ -196,6 +196,21 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         lines.append("")
         lines += [f"- {c['verdict']} {c.get('sensitivity', '')}".rstrip() for c in ref.values()]
         lines.append("")
+    learned = [
+        c
+        for by_method in results["comparisons"].values()
+        for c in by_method.values()
+        if c.get("learned_verdict")
+    ]
+    if learned:
+        lines += ["### Learned vs hand-designed schedule", ""]
+        lines += [
+            "Each search variant against its base method, by the same test (in the same Holm "
+            "family):",
+            "",
+        ]
+        lines += [f"- {c['learned_verdict']} {c.get('sensitivity', '')}".rstrip() for c in learned]
+        lines.append("")
     lines += [f"**Verdict:** {results['verdict']}", ""]
     flags = {n: m.get("range_flags") for n, m in methods.items() if m.get("range_flags")}
     if flags:
@@ -240,9 +255,15 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         "schedules": "Schedules of the best configurations over training (psi, phi, T)",
         "search": f"Search efficiency: best validation {metric} so far vs cumulative trial-epochs",
         "test_scores": f"Test {metric} per seed (box + points); the dashed line is the teacher",
+        "learned_schedules": "Schedules learned by the search (T, psi, margin per epoch of the "
+        "population's top members, the best bold) beside the hand-designed schedule of the base "
+        "method's best configuration (dashed)",
     }
+    learned = any(m.get("schedule") for m in methods.values())
     lines += ["## Plots", ""]
     for key, caption in captions.items():
+        if key == "learned_schedules" and not learned:
+            continue  # no search variant learned a schedule in this sweep
         if key in plots:
             lines += [f"### {caption}", "", f"![{caption}]({plots[key]})", ""]
 

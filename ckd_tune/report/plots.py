@@ -1,4 +1,4 @@
-"""Plots (from data; matplotlib Agg, no pyplot state): the report's four PNGs, their file names
+"""Plots (from data; matplotlib Agg, no pyplot state): the report's PNGs, their file names
 (``PLOTS``) and the colour of each method."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ PLOTS = {
     "schedules": "schedules.png",
     "search": "search_efficiency.png",
     "test_scores": "test_scores.png",
+    "learned_schedules": "learned_schedules.png",
 }
 _COLORS = {"none": "#7f7f7f", "kd": "#1f77b4", "annealing_kd": "#ff7f0e", "ckd": "#2ca02c"}
 _EXTRA_COLORS = ["#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf"]
@@ -108,6 +109,60 @@ def plot_schedules(curves: Mapping[str, Mapping[str, Sequence[float]]], path: Pa
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle("Schedules of the best configurations")
+    fig.savefig(path, dpi=110)
+    return path
+
+
+LEARNED_KEYS = ("T", "psi", "margin")
+
+
+def plot_learned_schedules(
+    learned: Mapping[str, Sequence[Mapping[str, Any]]],
+    hand: Mapping[str, Mapping[str, Sequence[float]]],
+    path: Path,
+) -> Path:
+    """T, psi and margin over training: the schedules a search learned (``ckd:pbt``) beside the
+    hand-designed ones of its base method's best config.
+
+    ``learned[variant]``: its members, best first, each ``{"trial_id", "best_val_score",
+    "schedule"}`` (per-epoch entries ``{"epoch", "T", "psi", "margin", ...}``): the best drawn
+    bold, the others thin. ``hand[method]``: :func:`schedule_curves` of the base methods (drawn
+    dashed); only the bases of the variants in ``learned`` are drawn.
+    """
+    fig = _figure(4.0 * len(LEARNED_KEYS), 3.8)
+    axes = fig.subplots(1, len(LEARNED_KEYS), squeeze=False)[0]
+    learned = {m: members for m, members in learned.items() if members}
+    if not learned:
+        _empty(axes[0], "no learned schedule in this sweep")
+        for ax in axes[1:]:
+            ax.set_axis_off()
+    order = [*learned, *(m.partition(":")[0] for m in learned)]
+    for ax, key in zip(axes, LEARNED_KEYS if learned else (), strict=False):
+        for variant, members in learned.items():
+            color = _color(variant, order)
+            for rank, member in enumerate(members):
+                entries = sorted(member["schedule"], key=lambda e: e["epoch"])
+                if not entries or key not in entries[0]:
+                    continue
+                epochs = entries[-1]["epoch"]
+                x = [(e["epoch"] - 1) / epochs for e in entries] + [1.0]
+                y = [e[key] for e in entries] + [entries[-1][key]]
+                score = member.get("best_val_score")
+                label = f"{variant} {'best' if rank == 0 else f'#{rank + 1}'}" + (
+                    f" (val {score:.3f})" if score is not None else ""
+                )
+                ax.step(x, y, where="post", color=color, label=label,
+                        linewidth=2.2 if rank == 0 else 1.0, alpha=1.0 if rank == 0 else 0.45)  # fmt: skip
+            base = variant.partition(":")[0]
+            curve = hand.get(base, {})
+            if key in curve:
+                ax.plot(curve["progress"], curve[key], color=_color(base, order), linestyle="--",
+                        label=f"{base} (hand-designed)")  # fmt: skip
+        ax.set_title(key)
+        ax.set_xlabel("training progress")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.suptitle("Learned schedules (top members) vs the hand-designed schedule")
     fig.savefig(path, dpi=110)
     return path
 

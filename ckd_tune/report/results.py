@@ -26,6 +26,7 @@ from ckd_tune.report.stats import (
     FINETUNE,
     compare,
     describe,
+    format_p,
     holm,
     mde,
     overall_verdict,
@@ -150,6 +151,9 @@ def analyse(
     every comparison gets a paired bootstrap over seeds x test examples (the test the verdict
     uses, Holm-adjusted across the report's comparisons), its minimum detectable difference and
     the paper's effect at stake; without them the verdict falls back to the seed-only tests.
+    A search variant (``ckd:pbt``) whose base method (``ckd``) is in the sweep is also compared
+    with it, in ``comparisons[base][variant]`` (same test, same Holm family), with a
+    ``learned_verdict`` sentence: does the learned schedule beat the hand-designed one.
     """
     base = dict(base_config or {})
     methods: dict[str, dict[str, Any]] = {}
@@ -227,6 +231,13 @@ def analyse(
             for name, m in methods.items()
             if name != ref and m["status"] == "ok"
         }
+    for name, m in methods.items():  # a search variant (ckd:pbt) against its base method
+        ref = variant_base(name)
+        if ref is None or ref not in methods or m["status"] != "ok":
+            continue
+        if methods[ref]["status"] != "ok" or name in comparisons.get(ref, {}):
+            continue  # kd:pbt vs kd is already among the comparisons with the baseline
+        comparisons.setdefault(ref, {})[name] = comparison(name, ref, test_by_seed[name])
     family = [c for ref_c in comparisons.values() for c in ref_c.values()]
     adjusted = holm({str(i): c["bootstrap"] and c["bootstrap"]["p"] for i, c in enumerate(family)})
     for i, c in enumerate(family):
@@ -238,6 +249,8 @@ def analyse(
             c["testable"] = c["n_paired"] >= 2
         c["verdict"] = verdict(c, metric)
         c["sensitivity"] = sensitivity(c)
+        if variant_base(c["method"]) == c["baseline"]:
+            c["learned_verdict"] = learned_verdict(c, metric)
 
     control_ok = [r for r in reruns.get(CONTROL, []) if r["status"] == "ok"]
     control = None
@@ -257,6 +270,50 @@ def analyse(
         "positive_control": control,
         "verdict": overall_verdict(comparisons.get(baseline, {}), statuses, baseline),
     }
+
+
+def variant_base(name: str) -> str | None:
+    """The base method of a search variant (``ckd:pbt -> ckd``); None for a plain method."""
+    base, _, variant = name.partition(":")
+    return base if variant else None
+
+
+def variant_comparisons(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The comparisons of each search variant (``ckd:pbt``) with its base method (``ckd``):
+    the learned schedule against the hand-designed one, from ``results["comparisons"]``."""
+    return [
+        c
+        for ref, by_method in results["comparisons"].items()
+        for name, c in by_method.items()
+        if variant_base(name) == ref
+    ]
+
+
+def learned_verdict(c: Mapping[str, Any], metric: str) -> str:
+    """One sentence: does ``c["method"]``'s learned schedule beat ``c["baseline"]``'s
+    hand-designed one (the difference, its CI and the verdict's test)."""
+    name, ref, diff = c["method"], c["baseline"], c["mean_diff"]
+    boot = c.get("bootstrap")
+    low, high = (boot["ci_low"], boot["ci_high"]) if boot else (c["ci_low"], c["ci_high"])
+    ci = "n/a" if low is None or high is None else f"[{signed(low)}, {signed(high)}]"
+    p = c.get("p_holm") if boot else c.get("p_paired")
+    test = (
+        f"bootstrap 95% CI {ci}, Holm-adjusted p = {format_p(p)}"
+        if boot
+        else f"seed-only paired t-test 95% CI {ci}, p = {format_p(p)}"
+    )
+    if diff is None:
+        return f"{name} vs {ref}: no paired re-runs, so the learned schedule is not compared."
+    if c["significant"] and c["direction"] == "better":
+        answer = "the learned schedule beats the hand-designed one"
+    elif c["significant"]:
+        answer = "the learned schedule is worse than the hand-designed one"
+    else:
+        answer = "the learned schedule is not shown to beat the hand-designed one"
+    return (
+        f"{name} (schedule learned by the search) vs {ref} (hand-designed schedule, its best "
+        f"searched config): {answer}: {signed(diff)} {metric} ({test})."
+    )
 
 
 def _positive_control(

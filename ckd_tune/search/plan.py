@@ -92,11 +92,14 @@ def make_plan(args: argparse.Namespace) -> Plan:
     for m in methods:
         base, variant = split_method(m)
         spaces[m] = load_space(default_space_path(base, args.space_dir), bench=bench.space_key)
-        if variant == "pbt" and spaces[m].pbt is None:
+        if variant in ("pbt", "pb2") and spaces[m].pbt is None:
             raise UserInputError(
                 f"--methods: {m}: {spaces[m].source} has no 'pbt:' section "
-                "(the settings of Population Based Training; see search_spaces/README.md)"
+                "(the settings of Population Based Training, PB2's too; see "
+                "search_spaces/README.md)"
             )
+        if variant == "pb2":
+            check_pb2(m, spaces[m])
     data_dir = args.data_dir or bench.default_data_dir()
     if data_dir is not None and not Path(data_dir).is_dir():
         raise UserInputError(f"--data-dir: {data_dir} is not a directory")
@@ -202,3 +205,22 @@ def sweep_name(args: argparse.Namespace, output: Path, task: str) -> str:
             )
         return found[-1].parent.name
     return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def check_pb2(method: str, space: SearchSpace) -> None:
+    """``<method>:pb2`` needs Ray's PB2 (scikit-learn) and numeric parameters to change (its
+    Gaussian process has no categories); UserInputError (one line, exit 2) otherwise."""
+    try:
+        from ray.tune.schedulers.pb2 import import_pb2_dependencies
+    except ImportError as err:  # pragma: no cover - Ray without PB2
+        raise UserInputError(f"--methods: {method}: this Ray has no PB2 ({err})") from None
+    if not import_pb2_dependencies():
+        raise UserInputError(f"--methods: {method}: Ray's PB2 needs scikit-learn, not installed")
+    categorical = [
+        p.name for p in space.params if p.name in space.pbt.mutate and p.type == "categorical"
+    ]
+    if categorical or not space.pb2_bounds():
+        raise UserInputError(
+            f"--methods: {method}: PB2 changes only numeric parameters; pbt.mutate of "
+            f"{space.source} names categorical ones ({', '.join(categorical) or 'none numeric'})"
+        )

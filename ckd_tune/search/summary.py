@@ -34,6 +34,8 @@ class MethodSummary:
     wall_seconds: float
     # ``<method>:pbt``: the best member's per-epoch values ({"epoch", "T", "phi", "psi", "margin"})
     schedule: list[dict[str, float]] | None = None
+    # ... and the top members' ({"trial_id", "best_val_score", "schedule"}, best first)
+    members: list[dict[str, Any]] | None = None
 
 
 def summarise(

@@ -50,14 +50,15 @@ def search_method(
         return MethodSummary(**cache.read_json(done_path))
     path = f"{plan.storage.rstrip('/')}/{dir_name(method)}"
     pbt = is_pbt(method)
+    variant = method.partition(":")[2]
     trainable = make_trainable(prepared, plan.cpus_per_trial, plan.gpus_per_trial)
     tags = {
         "method": method,
         "bench": prepared.bench,
         "task": prepared.task,
         "sweep": plan.sweep,
-        "searcher": "pbt" if pbt else args.searcher,
-        "scheduler": "pbt" if pbt else args.scheduler,
+        "searcher": variant if pbt else args.searcher,
+        "scheduler": variant if pbt else args.scheduler,
         "seed": str(args.seed),
         "profile": args.profile,
     }
@@ -115,8 +116,10 @@ def search_method(
 
 
 def is_pbt(method: str) -> bool:
-    """Whether ``method`` is a Population Based Training variant (``ckd:pbt``)."""
-    return method.partition(":")[2] == "pbt"
+    """Whether ``method`` is a population-based variant: Population Based Training
+    (``ckd:pbt``) or Population Based Bandits (``ckd:pb2``), which share everything but how a
+    copied member's parameters are changed."""
+    return method.partition(":")[2] in ("pbt", "pb2")
 
 
 def dir_name(method: str) -> str:
@@ -124,10 +127,43 @@ def dir_name(method: str) -> str:
     return method.replace(":", "-")
 
 
+MEMBERS_SHOWN = 3  # the top members whose learned schedules the summary keeps (the plot)
+
+
 def attach_learned_schedule(summary: MethodSummary, trials: list[Any], path: Any) -> None:
     """The best member's per-epoch values (its lineage: epochs copied from donors included, as
     its last checkpoint's history holds them) into ``summary.schedule`` and the file ``path``,
-    which ``summary.best_config["schedule_file"]`` then names: re-runs replay it."""
+    which ``summary.best_config["schedule_file"]`` then names: re-runs replay it. The top
+    :data:`MEMBERS_SHOWN` finished members' schedules go to ``summary.members`` (best first)."""
+    from ckd_tune.search.summary import METRIC
+
+    finished = [t for t in trials if t.status == "TERMINATED" and METRIC in (t.last_result or {})]
+    ranked = sorted(finished, key=lambda t: -t.last_result[METRIC])
+    best = next(t for t in trials if t.trial_id == summary.best_trial)
+    ranked = [best, *(t for t in ranked if t is not best)][:MEMBERS_SHOWN]
+    members = []
+    for trial in ranked:
+        schedule = member_schedule(trial)
+        if schedule is not None:
+            members.append(
+                {
+                    "trial_id": trial.trial_id,
+                    METRIC: float(trial.last_result[METRIC]),
+                    "schedule": schedule,
+                }
+            )
+    if not members or members[0]["trial_id"] != best.trial_id:
+        return
+    summary.schedule = members[0]["schedule"]
+    summary.members = members
+    cache.write_json({"method": summary.method, "schedule": summary.schedule}, path)
+    summary.best_config = {**summary.best_config, "schedule_file": str(path)}
+
+
+def member_schedule(trial: Any) -> list[dict[str, float]] | None:
+    """A PBT member's learned per-epoch schedule, from its own newest checkpoint's history
+    (after an exploit, Ray's saved trial state may still name the donor's checkpoint, seen with
+    synchronous PBT in Ray 2.60, whose history is not this member's); None without one."""
     from pathlib import Path
 
     import torch
@@ -135,28 +171,21 @@ def attach_learned_schedule(summary: MethodSummary, trials: list[Any], path: Any
     from ckd_tune.methods.ckd import learned_schedule
     from ckd_tune.trainable import STATE_FILE
 
-    best = next(t for t in trials if t.trial_id == summary.best_trial)
-    # the member's own newest checkpoint: after an exploit, Ray's saved trial state may still
-    # name the donor's (seen with synchronous PBT in Ray 2.60), whose history is not this one's
-    own = sorted(Path(best.path).glob(f"checkpoint_*/{STATE_FILE}"))
-    states = [torch.load(f, map_location="cpu", weights_only=True) for f in own[-1:]]
-    if not states and best.checkpoint is not None:
-        with best.checkpoint.as_directory() as directory:
-            states = [
-                torch.load(f"{directory}/{STATE_FILE}", map_location="cpu", weights_only=True)
-            ]
-    if not states:
-        return
-    state = states[0]
-    summary.schedule = learned_schedule(state["history"])
-    cache.write_json({"method": summary.method, "schedule": summary.schedule}, path)
-    summary.best_config = {**summary.best_config, "schedule_file": str(path)}
+    own = sorted(Path(trial.path).glob(f"checkpoint_*/{STATE_FILE}"))
+    if own:
+        state = torch.load(own[-1], map_location="cpu", weights_only=True)
+    elif trial.checkpoint is not None:
+        with trial.checkpoint.as_directory() as directory:
+            state = torch.load(f"{directory}/{STATE_FILE}", map_location="cpu", weights_only=True)
+    else:
+        return None
+    return learned_schedule(state["history"])
 
 
 def pbt_config(plan: Plan, method: str, concurrent: int) -> Any:
-    """``TuneConfig`` of a ``<method>:pbt`` search: the space's ``params`` sampled once per member
-    (Ray's random generator, seeded), then Population Based Training on ``training_iteration``
-    (epochs) with the space's ``pbt:`` settings, synchronous (every member reaches the
+    """``TuneConfig`` of a ``<method>:pbt`` (or ``:pb2``) search: the space's ``params`` sampled
+    once per member (Ray's random generator, seeded), then Population Based Training (or PB2:
+    :func:`pb2_scheduler`) on ``training_iteration`` (epochs) with the space's ``pbt:`` settings, synchronous (every member reaches the
     perturbation epoch before any is judged: the same decisions whatever the concurrency).
 
     PBT ranks on ``val_score``, the current epoch's score, not ``best_val_score``: what a bottom
@@ -172,18 +201,24 @@ def pbt_config(plan: Plan, method: str, concurrent: int) -> Any:
     assert settings is not None
     burn_in, interval = settings.epochs(plan.epochs)
     domains = space.tune_domains()
-    scheduler = PopulationBasedTraining(
-        time_attr="training_iteration",
-        metric=PBT_METRIC,
-        mode="max",
-        perturbation_interval=interval,
-        burn_in_period=burn_in,
-        hyperparam_mutations={name: domains[name] for name in settings.mutate},
-        quantile_fraction=settings.quantile_fraction,
-        resample_probability=settings.resample_probability,
-        custom_explore_fn=ClipToSpace(space),
-        synch=True,
-    )
+    common = {
+        "time_attr": "training_iteration",
+        "metric": PBT_METRIC,
+        "mode": "max",
+        "perturbation_interval": interval,
+        "quantile_fraction": settings.quantile_fraction,
+        "custom_explore_fn": ClipToSpace(space),
+        "synch": True,
+    }
+    if method.partition(":")[2] == "pb2":
+        scheduler = pb2_scheduler(space, burn_in, **common)
+    else:
+        scheduler = resumable(PopulationBasedTraining)(
+            burn_in_period=burn_in,
+            hyperparam_mutations={name: domains[name] for name in settings.mutate},
+            resample_probability=settings.resample_probability,
+            **common,
+        )
     return TuneConfig(
         num_samples=method_samples(plan, method),
         search_alg=BasicVariantGenerator(random_state=plan.args.seed, max_concurrent=concurrent),
@@ -192,6 +227,70 @@ def pbt_config(plan: Plan, method: str, concurrent: int) -> Any:
 
 
 PBT_METRIC = "val_score"
+
+
+def pb2_scheduler(space: SearchSpace, burn_in: int, **kwargs: Any) -> Any:
+    """Ray's ``PB2`` with PBT's settings: bounds from the space's ranges (``custom_explore_fn``
+    still clips and rounds integers) and the same burn-in (PB2's constructor has none: it is set
+    on the PBT it extends); PB2 never resamples (its GP-UCB bandit chooses the new values)."""
+    from ray.tune.schedulers.pb2 import PB2
+
+    scheduler = resumable(PB2)(hyperparam_bounds=space.pb2_bounds(), **kwargs)
+    scheduler._burn_in_period = burn_in
+    # ... and the first synchronisation point PBT's constructor derives from it
+    scheduler._next_perturbation_sync = max(scheduler._perturbation_interval, burn_in)
+    return scheduler
+
+
+class _ResumedPopulation:
+    """Synchronous PBT (and PB2) that can resume: ``Tuner.restore`` builds a fresh scheduler
+    and re-adds the saved members, each already ``d`` epochs in, while the scheduler believes
+    they are at epoch 0 and that the next synchronisation point is the first one. Ray 2.60 then
+    deadlocks: the first sync sets the next point to the members' epoch, which none is below,
+    so no member is ever chosen to run again. A re-added member's state is set to where the
+    killed run left it (its epoch, its last perturbation point) and the next synchronisation
+    point to the first one after the least advanced unfinished member's epoch: an exploit that
+    the kill interrupted is at most skipped, never waited for forever."""
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        super().on_trial_add(tune_controller, trial)  # type: ignore[misc]
+        done = int((trial.last_result or {}).get(self._time_attr) or 0)
+        if done <= 0 or trial.status in ("TERMINATED", "ERROR"):
+            return
+        first = max(self._perturbation_interval, self._burn_in_period)
+        interval = max(1, int(self._perturbation_interval))
+        state = self._trial_state[trial]
+        state.last_train_time = done
+        if done >= first:
+            state.last_perturbation_time = first + (done - first) // interval * interval
+        following = first if done < first else state.last_perturbation_time + interval
+        resumed = getattr(self, "_resumed_next_sync", None)
+        self._resumed_next_sync = following if resumed is None else min(resumed, following)
+        self._next_perturbation_sync = self._resumed_next_sync
+
+
+_RESUMABLE = {"PopulationBasedTraining": "ResumablePBT", "PB2": "ResumablePB2"}
+
+
+def resumable(scheduler_class: type) -> type:
+    """``scheduler_class`` (PopulationBasedTraining or PB2) with :class:`_ResumedPopulation`:
+    this module's ``ResumablePBT`` or ``ResumablePB2`` (importable, so they pickle by name)."""
+    return __getattr__(_RESUMABLE[scheduler_class.__name__])
+
+
+def __getattr__(name: str) -> Any:
+    """``ResumablePBT`` and ``ResumablePB2``, built on first use (Ray loads only when needed)."""
+    if name not in _RESUMABLE.values():
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name in globals():
+        return globals()[name]
+    if name == "ResumablePBT":
+        from ray.tune.schedulers import PopulationBasedTraining as base
+    else:
+        from ray.tune.schedulers.pb2 import PB2 as base
+    cls = type(name, (_ResumedPopulation, base), {"__module__": __name__, "__qualname__": name})
+    globals()[name] = cls
+    return cls
 
 
 class ClipToSpace:
