@@ -11,7 +11,15 @@ import math
 import pytest
 import torch
 
-from ckd_tune.losses import annealing_mse, hard_label_loss, hinge_mse, soft_target_loss
+from ckd_tune.losses import (
+    annealing_mse,
+    dist_loss,
+    dkd_loss,
+    hard_label_loss,
+    hinge_mse,
+    soft_target_loss,
+    standardize_logits,
+)
 from tests.method_support import Z_S, Z_T, Y, ce, close, kl, softmax, t64, y64
 
 # --- hard_label_loss ----------------------------------------------------------------------------
@@ -164,6 +172,14 @@ TERMS = {
     "annealing": lambda s, t: annealing_mse(s, t, 0.3),
     "hinge_sum": lambda s, t: hinge_mse(s, t, phi=0.3, margin=0.1),
     "hinge_mean": lambda s, t: hinge_mse(s, t, phi=0.3, margin=0.0, reduction="mean"),
+    "dkd": lambda s, t: dkd_loss(s, t, y64(Y), alpha=1.0, beta=8.0, temperature=4.0),
+    "dkd_binary": lambda s, t: dkd_loss(
+        s[:, :2], t[:, :2], y64([1, 0]), alpha=1.0, beta=8.0, temperature=2.0
+    ),
+    "dist": lambda s, t: dist_loss(s, t, beta=1.0, gamma=1.0, temperature=2.0),
+    "standardized_kd": lambda s, t: soft_target_loss(
+        standardize_logits(s), standardize_logits(t), 2.0
+    ),
 }
 
 
@@ -176,6 +192,7 @@ def test_gradient_reaches_student_not_teacher(name: str) -> None:
     loss.backward()
     assert teacher.grad is None
     assert student.grad is not None
+    assert torch.isfinite(student.grad).all()
     assert student.grad.abs().sum().item() > 0
 
 

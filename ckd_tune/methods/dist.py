@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ckd_tune.methods.base import Method, MethodParams, Term, register, require_finite
-from ckd_tune.methods.standardize import distillation_logits, require_switch
+from ckd_tune.methods.standardize import distillation_logits, regression_kd, require_switch
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -64,7 +64,7 @@ class DIST(Method):
         p = self.params
         ce = Term(1.0, losses.hard_label_loss(student_logits, labels))
         if student_logits.size(-1) == 1:
-            kd = losses.soft_target_loss(student_logits, teacher_logits, values["T"])  # the MSE
+            kd = regression_kd(student_logits, teacher_logits, values["T"])
             return {"ce": ce, "kd": Term(1.0, kd)}
         z_s, z_t = distillation_logits(student_logits, teacher_logits, p.standardize)
         dist = losses.dist_loss(z_s, z_t, beta=p.beta, gamma=p.gamma, temperature=values["T"])

@@ -18,7 +18,7 @@ from ckd_tune.methods.base import (
     require_finite,
     require_fraction,
 )
-from ckd_tune.methods.standardize import distillation_logits, require_switch
+from ckd_tune.methods.standardize import distillation_logits, regression_kd, require_switch
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -83,7 +83,7 @@ class DKD(Method):
         p, ramp = self.params, values["kd_warmup"]
         ce = Term(1.0, losses.hard_label_loss(student_logits, labels))
         if student_logits.size(-1) == 1:
-            kd = losses.soft_target_loss(student_logits, teacher_logits, values["T"])  # the MSE
+            kd = regression_kd(student_logits, teacher_logits, values["T"])
             return {"ce": ce, "kd": Term(ramp, kd)}
         z_s, z_t = distillation_logits(student_logits, teacher_logits, p.standardize)
         dkd = losses.dkd_loss(z_s, z_t, labels, alpha=p.alpha, beta=p.beta, temperature=values["T"])

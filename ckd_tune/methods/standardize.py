@@ -33,3 +33,11 @@ def distillation_logits(
     from ckd_tune.losses import standardize_logits
 
     return standardize_logits(student_logits), standardize_logits(teacher_logits)
+
+
+def regression_kd(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
+    """What a class-distribution method (dkd, dist) distils on a regression task (one logit):
+    kd's regression term ``MSE(z_s, z_t)``, logged as ``kd`` (it means what ``kd`` means there)."""
+    from ckd_tune.losses import soft_target_loss
+
+    return soft_target_loss(student_logits, teacher_logits, temperature)
