@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -221,19 +222,27 @@ def test_replay_reproduces_a_schedule_file_exactly(tmp_path):
         TrainConfig.from_flat({**flat, "schedule_file": str(tmp_path / "missing.json")})
 
 
-def test_smoke_pbt_sweep_perturbs_members_and_exports_the_best_schedule(
-    tmp_path, glue_dir, cache_dir
-):
+def population_sweep(
+    tmp_path: Path, glue_dir: Path, cache_dir: Path, variant: str
+) -> tuple[subprocess.CompletedProcess, Path, str]:
+    """A finished smoke sweep of ``ckd:<variant>`` (2 members x 4 epochs, the test's space):
+    the CLI's process, the sweep directory and the MLflow URI."""
     spaces = tmp_path / "spaces"
     spaces.mkdir()
     (spaces / "ckd.yaml").write_text(SPACE)
     db = f"sqlite:///{tmp_path / 'm.db'}"
     args = sweep_args(tmp_path / "runs", db, cache_dir, glue_dir)
-    args += ["--methods", "ckd:pbt", "--space-dir", str(spaces), "--sweep", "pbt"]
+    args += ["--methods", f"ckd:{variant}", "--space-dir", str(spaces), "--sweep", variant]
     args += ["--num-samples", "2", "--max-epochs", "4", "--cpus-per-trial", "1"]
     proc = cli(args, cwd=tmp_path)
     ok(proc)
-    sweep = tmp_path / "runs" / "pbt"
+    return proc, tmp_path / "runs" / variant, db
+
+
+def test_smoke_pbt_sweep_perturbs_members_and_exports_the_best_schedule(
+    tmp_path, glue_dir, cache_dir
+):
+    proc, sweep, db = population_sweep(tmp_path, glue_dir, cache_dir, "pbt")
     # exploit/explore happened: some member's searched values differ between its epochs
     changed = 0
     for result in (sweep / "ray" / "ckd-pbt").glob("*/result.json"):
@@ -264,16 +273,7 @@ def test_smoke_pbt_sweep_perturbs_members_and_exports_the_best_schedule(
 
 def test_smoke_pb2_sweep_exports_the_best_schedule(tmp_path, glue_dir, cache_dir):
     """``ckd:pb2``: the same population search with Ray's PB2 choosing the new values."""
-    spaces = tmp_path / "spaces"
-    spaces.mkdir()
-    (spaces / "ckd.yaml").write_text(SPACE)
-    db = f"sqlite:///{tmp_path / 'm.db'}"
-    args = sweep_args(tmp_path / "runs", db, cache_dir, glue_dir)
-    args += ["--methods", "ckd:pb2", "--space-dir", str(spaces), "--sweep", "pb2"]
-    args += ["--num-samples", "2", "--max-epochs", "4", "--cpus-per-trial", "1"]
-    proc = cli(args, cwd=tmp_path)
-    ok(proc)
-    sweep = tmp_path / "runs" / "pb2"
+    _, sweep, db = population_sweep(tmp_path, glue_dir, cache_dir, "pb2")
     summary = json.loads((sweep / "ckd-pb2.summary.json").read_text())
     assert summary["status"] == "ok" and summary["trials"] == 2
     assert [s["epoch"] for s in summary["schedule"]] == [1, 2, 3, 4]
