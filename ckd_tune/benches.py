@@ -133,6 +133,8 @@ class Bench:
     prepare: Callable[[BenchRequest], PreparedBench]
     default_data_dir: Callable[[], Path | None]
     space_key: str  # which ``bench_overrides`` entry of the YAML search spaces applies
+    # whether a local data directory holds a task (``--task all`` runs those that it does)
+    task_present: Callable[[Path, str], bool] = lambda data_dir, task: True
 
 
 GLUE_PROFILES = {
@@ -210,6 +212,7 @@ def prepare_glue(request: BenchRequest) -> PreparedBench:
         teacher_size=profile.teacher_size,
         test_size=profile.test_size,
         seed=0,
+        fit=True,  # one profile for every task: the small ones get sizes that fit them
     )
     base = TrainConfig(
         epochs=profile.epochs,
@@ -552,11 +555,17 @@ BENCHES: dict[str, Bench] = {}
 
 
 def _register() -> None:
-    from ckd_tune.data.tasks import GLUE_TASKS, default_cifar_dir, default_glue_dir
+    from ckd_tune.data.tasks import (
+        GLUE_TASKS,
+        default_cifar_dir,
+        default_glue_dir,
+        glue_task_present,
+    )
 
     BENCHES["glue"] = Bench(
-        "glue", tuple(GLUE_TASKS), "sst2", GLUE_PROFILES, prepare_glue, default_glue_dir, "glue"
-    )
+        "glue", tuple(GLUE_TASKS), "sst2", GLUE_PROFILES, prepare_glue, default_glue_dir, "glue",
+        glue_task_present,
+    )  # fmt: skip
     for name in ("cifar10", "cifar100"):
         BENCHES[name] = Bench(
             name, (name,), name, CIFAR_PROFILES, prepare_cifar,

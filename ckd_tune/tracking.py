@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ROLE_TRIAL, ROLE_RERUN, ROLE_SUMMARY = "trial", "rerun", "summary"
+ROLE_STUDY = "study"  # a multi-task study's run, the parent of its tasks' sweep runs
 _RAY_KEYS = {"time_total_s", "time_this_iter_s"}
 
 
@@ -78,14 +79,26 @@ def find_run(client: MlflowClient, experiment_id: str, tags: dict[str, str]) -> 
 
 
 def sweep_run(
-    client: MlflowClient, experiment_id: str, sweep: str, tags: Mapping[str, str], name: str
+    client: MlflowClient,
+    experiment_id: str,
+    sweep: str,
+    tags: Mapping[str, str],
+    name: str,
+    *,
+    role: str = ROLE_SUMMARY,
+    parent_run_id: str | None = None,
 ) -> str:
     """The sweep's parent run (role ``summary``), created with ``tags`` and ``name`` if new and
-    marked RUNNING again when a resumed sweep finds it; every trial and re-run nests under it."""
-    key = {"sweep": sweep, "role": ROLE_SUMMARY}
+    marked RUNNING again when a resumed sweep finds it; every trial and re-run nests under it.
+
+    A multi-task study's run is one too (role ``study``), and its tasks' sweep runs nest under
+    it (``parent_run_id``)."""
+    key = {"sweep": sweep, "role": role}
     run_id = find_run(client, experiment_id, key)
     if run_id is None:
         all_tags = {**tags, **key, MLFLOW_RUN_NAME: name}
+        if parent_run_id is not None:
+            all_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
         return client.create_run(experiment_id, tags=all_tags).info.run_id
     if client.get_run(run_id).info.status != "RUNNING":
         client.update_run(run_id, status="RUNNING")

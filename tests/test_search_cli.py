@@ -127,15 +127,15 @@ def test_an_unknown_cifar_assistant_exits_2_with_one_line_before_any_training(
 
 
 def test_the_assistant_gets_a_line_like_the_teachers(capsys):
-    from ckd_tune.search.cli import _print_teacher
+    from ckd_tune.search.sweep import print_teacher
     from tests.synthetic_bench import make_prepared
 
-    _print_teacher(make_prepared(assistant=True))
+    print_teacher(make_prepared(assistant=True))
     teacher, assistant = capsys.readouterr().out.splitlines()
     assert teacher.startswith("teacher: synthetic teacher (trained in 0 s); val accuracy ")
     assert assistant.startswith("assistant: synthetic assistant (trained in 2 s); val accuracy ")
     assert ", test accuracy " in assistant
-    _print_teacher(make_prepared())  # no assistant: the teacher's line alone
+    print_teacher(make_prepared())  # no assistant: the teacher's line alone
     (only,) = capsys.readouterr().out.splitlines()
     assert only.startswith("teacher: ")
 

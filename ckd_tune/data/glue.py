@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
 import warnings
 from collections.abc import Sequence
@@ -45,10 +46,12 @@ from torch.utils.data import Dataset
 from transformers import DataCollatorWithPadding
 
 from ckd_tune.data import Metric, TaskData
-from ckd_tune.data.splits import check_split_settings, source_groups, split_task
+from ckd_tune.data.splits import check_split_settings, fit_sizes, source_groups, split_task
 from ckd_tune.data.tasks import DATA_ENV_VAR, GlueTask, glue_task
 from ckd_tune.errors import DataNotFoundError, UserInputError
 from ckd_tune.fingerprint import bytes_sha256, fingerprint
+
+log = logging.getLogger(__name__)
 
 HUB_DATASET = "nyu-mll/glue"
 LABELLED_SPLITS = ("train", "dev")
@@ -386,6 +389,7 @@ def load_glue(
     test_size: int | None = None,
     seed: int = 0,
     teacher_size: int | None = None,
+    fit: bool = False,
 ) -> TaskData:
     """GLUE ``task`` tokenised into train / val / test (/ teacher_train) splits for training.
 
@@ -399,7 +403,10 @@ def load_glue(
     its share; ``train_size + teacher_size`` must then fit in what val leaves. ``None``: no
     teacher split (the teacher trains on ``train``). All draws are seeded by ``seed`` and
     stratified by label for classification; without a teacher split, a ``train_size`` or
-    ``test_size`` at or above what is available keeps everything. Data is read from
+    ``test_size`` at or above what is available keeps everything. ``fit``: sizes made for a
+    large task shrink to fit a small one (:func:`~ckd_tune.data.splits.fit_sizes`: val no
+    larger than the dev set, the rest halved between student and teacher when both do not
+    fit), logged when they do; else sizes that do not fit raise. Data is read from
     ``data_dir`` (official GLUE TSV layout) if given, else from the Hugging Face hub. The
     fingerprint changes with the data, the tokenizer's vocabulary and every argument here.
     """
@@ -423,6 +430,9 @@ def load_glue(
         train_raw = _hub_split(task, "train")
         dev_raw = _hub_split(task, "dev")
     reg = spec.is_regression
+    if fit:
+        _log_fitted(spec.name, len(train_raw.labels), len(dev_raw.labels), val_size, train_size,
+                    teacher_size, test_size)  # fmt: skip
     splits = split_task(
         len(train_raw.labels),
         len(dev_raw.labels),
@@ -435,6 +445,7 @@ def load_glue(
         test_labels=None if reg else np.asarray(dev_raw.labels),
         groups=_phrase_groups(train_raw) if spec.phrase_groups else None,
         clip=True,
+        fit=fit,
     )
 
     def tokenize(raw: _RawSplit, rows: np.ndarray) -> TokenizedSplit:
@@ -461,6 +472,8 @@ def load_glue(
         "phrase_groups": spec.phrase_groups,
         "seed": seed,
     }
+    if fit:  # the fitted sizes follow from the rest; settings made before fit keep their hash
+        settings["fit"] = True
     return TaskData(
         name=f"glue/{spec.name}",
         num_labels=spec.num_labels,
@@ -478,6 +491,29 @@ def load_glue(
             else f"hf://datasets/{HUB_DATASET}/{spec.name}"
         ),
     )
+
+
+def _log_fitted(
+    task: str,
+    n_train: int,
+    n_test: int,
+    val_size: int | float,
+    train_size: int | None,
+    teacher_size: int | None,
+    test_size: int | None,
+) -> None:
+    """One log line when :func:`~ckd_tune.data.splits.fit_sizes` changes the sizes."""
+    asked = (val_size, train_size, teacher_size)
+    fitted = fit_sizes(
+        n_train, n_test, val_size=val_size, train_size=train_size,
+        teacher_size=teacher_size, test_size=test_size,
+    )  # fmt: skip
+    if fitted != asked:
+        log.info(
+            "%s: the profile's val %s, train %s, teacher %s do not fit its %d training and %d "
+            "dev rows: val %s (at most the dev set), train %s, teacher %s",
+            task, *asked, n_train, n_test, *fitted,
+        )  # fmt: skip
 
 
 __all__ = [

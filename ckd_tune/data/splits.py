@@ -38,6 +38,7 @@ __all__ = [
     "TaskSplits",
     "carve_splits",
     "check_split_settings",
+    "fit_sizes",
     "source_groups",
     "split_task",
     "subsample",
@@ -292,6 +293,39 @@ def carve_splits(
     return CarvedSplits(train=train, val=val, teacher_train=teacher)
 
 
+def fit_sizes(
+    n_train: int,
+    n_test: int,
+    *,
+    val_size: int | float,
+    train_size: int | None,
+    teacher_size: int | None,
+    test_size: int | None = None,
+) -> tuple[int | float, int | None, int | None]:
+    """A profile's ``(val_size, train_size, teacher_size)`` shrunk to fit a small task.
+
+    One profile serves every task of a bench, but GLUE's training sets range from 2,490 rows
+    (RTE) to 393k (MNLI). Two rules, which leave sizes that fit unchanged:
+
+    * a ``val_size`` count is capped at the size of the test split (``test_size`` of the
+      ``n_test`` official test rows): validation as large as the dev set it stands in for;
+    * when ``train_size + teacher_size`` exceed the rows that validation leaves, the student
+      gets ``min(train_size, half of them)`` and the teacher the rest: a teacher that never saw
+      the student's examples, trained on as many examples as the student at least.
+
+    Whole source groups (SST-2) can still make a fitted split infeasible:
+    :func:`carve_splits` then raises as before.
+    """
+    if isinstance(val_size, int):
+        val_size = min(val_size, min(test_size or n_test, n_test))
+    if teacher_size is not None and train_size is not None:
+        left = n_train - (val_size if isinstance(val_size, int) else round(val_size * n_train))
+        if train_size + teacher_size > left:
+            train_size = min(train_size, left // 2)
+            teacher_size = left - train_size
+    return val_size, train_size, teacher_size
+
+
 @dataclass(frozen=True)
 class TaskSplits(CarvedSplits):
     """:class:`CarvedSplits` plus the sorted rows drawn from the official test split."""
@@ -312,6 +346,7 @@ def split_task(
     test_labels: np.ndarray | None = None,
     groups: np.ndarray | None = None,
     clip: bool = False,
+    fit: bool = False,
 ) -> TaskSplits:
     """Every split of a task, as every loader draws them.
 
@@ -321,7 +356,13 @@ def split_task(
     ``test_labels``). Labels None: no stratification (regression). ``clip``: a ``train_size``
     (without a teacher split) or ``test_size`` larger than what is available keeps
     everything instead of raising :class:`UserInputError`.
+    ``fit``: sizes made for a large task shrink to a small one (:func:`fit_sizes`).
     """
+    if fit:
+        val_size, train_size, teacher_size = fit_sizes(
+            n_train, n_test, val_size=val_size, train_size=train_size,
+            teacher_size=teacher_size, test_size=test_size,
+        )  # fmt: skip
     carved = carve_splits(
         n_train,
         val_size=val_size,

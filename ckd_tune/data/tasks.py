@@ -166,6 +166,13 @@ def glue_task(task: str) -> GlueTask:
         raise UserInputError(f"unknown GLUE task {task!r}; valid tasks: {valid}") from None
 
 
+def glue_task_present(data_dir: Path, task: str) -> bool:
+    """Whether ``data_dir`` holds ``task``'s training and dev files (the official TSV layout)."""
+    spec = glue_task(task)
+    folder = Path(data_dir) / spec.dir_name
+    return (folder / spec.train_file).is_file() and (folder / spec.dev_file).is_file()
+
+
 def default_glue_dir() -> Path | None:
     """The GLUE directory to read when none is given explicitly.
 

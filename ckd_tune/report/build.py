@@ -1,6 +1,6 @@
 """Orchestration: :func:`make_report` re-runs every best configuration over the seeds, analyses,
 plots and writes ``report.md``, ``results.json``, the PNGs and the best students, and logs them to
-MLflow; the search CLI (:func:`ckd_tune.search.cli.report_setup`) and the report CLI each build its
+MLflow; the search CLI (:func:`ckd_tune.search.sweep.report_setup`) and the report CLI each build its
 :class:`ReportSetup`. Also the MLflow reads and
 writes around it and the description of the student and the machine."""
 
@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from ckd_tune.methods import get_method
@@ -39,6 +40,8 @@ from ckd_tune.report.students import STUDENT_JSON, save_student
 if TYPE_CHECKING:
     from ckd_tune.benches import PreparedBench
     from ckd_tune.teacher import Teacher
+
+PREDICTIONS = "test_predictions.npz"  # every re-run's test predictions, beside results.json
 
 
 @dataclass
@@ -183,6 +186,7 @@ def make_report(
         gpus=setup.gpus_per_run,
     )
 
+    save_predictions(collector.records, prepared.data.test.labels, report_dir / PREDICTIONS)
     teacher = _teacher_entry(prepared.teacher, metric)
     results = analyse(
         summaries,
@@ -260,6 +264,30 @@ def make_report(
     print(f"report: {results['verdict']}", flush=True)
     print(f"report: {report_dir / 'report.md'}", flush=True)
     return results
+
+
+def save_predictions(
+    records: Mapping[str, Sequence[Mapping[str, Any]]], labels: Any, path: Path
+) -> None:
+    """Every finished re-run's test predictions (key ``<arm>@<seed>``) and the test labels
+    (``labels``), for a study's cross-task statistics (:mod:`ckd_tune.report.study`)."""
+    arrays = {"labels": np.asarray(labels)}
+    for arm, rows in records.items():
+        for r in rows:
+            if r["status"] == "ok" and r.get("test_predictions") is not None:
+                arrays[f"{arm}@{r['seed']}"] = np.asarray(r["test_predictions"])
+    np.savez_compressed(path, **arrays)
+
+
+def load_predictions(path: Path) -> tuple[np.ndarray, dict[str, dict[int, np.ndarray]]]:
+    """What :func:`save_predictions` wrote: the labels and ``{arm: {seed: predictions}}``."""
+    with np.load(path) as saved:
+        arms: dict[str, dict[int, np.ndarray]] = {}
+        for key in saved.files:
+            if key != "labels":
+                arm, _, seed = key.rpartition("@")
+                arms.setdefault(arm, {})[int(seed)] = saved[key]
+        return saved["labels"], arms
 
 
 def write_plots(results: Mapping[str, Any], report_dir: Path) -> None:

@@ -238,3 +238,47 @@ def plot_test_scores(
     ax.set_title("Test scores of the best configurations, one point per seed")
     fig.savefig(path, dpi=110)
     return path
+
+
+def plot_forest(
+    rows: Mapping[str, Sequence[tuple[str, float, float, float]]],
+    path: Path,
+    *,
+    reference: str = "kd",
+) -> Path:
+    """A forest plot: per method, its difference to ``reference`` (points) with the 95% CI on
+    each row (``rows[method]``: (label, difference, CI low, CI high), fractions of the metric;
+    the last row, the average, drawn as a diamond)."""
+    labels = list(dict.fromkeys(label for r in rows.values() for label, *_ in r))
+    fig = _figure(7.0, 1.2 + 0.45 * len(labels) * max(1, len(rows)) ** 0.5)
+    ax = fig.subplots()
+    if not rows:
+        _empty(ax, f"no method to compare with {reference}")
+        fig.savefig(path, dpi=120)
+        return path
+    order = list(rows)
+    step = 0.7 / max(1, len(order))
+    for k, (method, entries) in enumerate(rows.items()):
+        offset = (k - (len(order) - 1) / 2) * step
+        for label, diff, low, high in entries:
+            y = labels.index(label) + offset
+            average = label == labels[-1]
+            ax.errorbar(
+                100 * diff,
+                y,
+                xerr=[[100 * (diff - low)], [100 * (high - diff)]],
+                fmt="D" if average else "o",
+                markersize=8 if average else 5,
+                color=_color(method, order),
+                capsize=3,
+                label=method if label == entries[0][0] else None,
+            )
+    ax.axvline(0.0, color="0.3", lw=1)
+    ax.axhline(len(labels) - 1.5, color="0.8", lw=1, ls="--")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"difference to {reference} (points, 95% CI)")
+    ax.set_title(f"each method minus {reference}: per task and averaged over tasks")
+    ax.legend(loc="best", fontsize=8)
+    fig.savefig(path, dpi=120)
+    return path

@@ -4,6 +4,8 @@
 :func:`compare` the paired t-test and Welch's test of a method against a reference (vanilla KD,
 ``BASELINE``, or plain fine-tuning, ``FINETUNE``); :func:`verdict`, :func:`short_verdict` and
 :func:`overall_verdict` say what a comparison shows without ever calling an unproven gap a win.
+:func:`paired_bootstrap` adds the test set's own sampling noise to a comparison on one task, and
+:func:`study_bootstrap` carries it across the tasks of a multi-task study.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -469,17 +472,58 @@ def paired_bootstrap(
         raise ValueError("the two methods have no seed in common")
     if n == 0:
         raise ValueError("no test examples")
+    runs = _paired_runs(preds, ref_preds, seeds, n)
+    rng = np.random.default_rng(seed)
+    per_seed, per_seed_boot, seed_counts = _replicates(runs, labels, metric, n_boot, rng)
+    k = len(seeds)
+    diff = float(per_seed.mean())
+    boot = (per_seed_boot * seed_counts).sum(axis=1) / k  # seeds and examples resampled
+    test_only = per_seed_boot.mean(axis=1)
+    seed_only = seed_counts @ per_seed / k
+
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(boot, [tail, 1 - tail])
+    p_two = 2 * min(np.mean(boot <= 0), np.mean(boot >= 0))
+    p = float(min(1.0, max(p_two, 1 / (n_boot + 1))))
+    return {
+        "diff": diff,
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "p": p,
+        "se": float(boot.std(ddof=1)),
+        "se_seed": float(seed_only.std(ddof=1)) if k >= 2 else None,
+        "se_test": float(test_only.std(ddof=1)),
+        "n_seeds": k,
+        "n_examples": int(n),
+        "n_boot": int(n_boot),
+        "confidence": confidence,
+        "metric": metric,
+        "method": "paired bootstrap over seeds x test examples",
+    }
+
+
+def _paired_runs(
+    preds: Mapping[int, np.ndarray], ref_preds: Mapping[int, np.ndarray], seeds: list[int], n: int
+) -> list[np.ndarray]:
+    """The method's predictions of ``seeds`` then the reference's, each checked to be ``n`` long."""
     runs = [np.asarray(preds[s]).reshape(-1) for s in seeds]
     runs += [np.asarray(ref_preds[s]).reshape(-1) for s in seeds]
     for r in runs:
         if r.size != n:
             raise ValueError(f"{r.size} predictions for {n} labels")
-    k = len(seeds)
+    return runs
+
+
+def _replicates(
+    runs: list[np.ndarray], labels: np.ndarray, metric: str, n_boot: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The paired bootstrap's draws for ``runs`` (k runs of the method, then k of the reference,
+    paired by position): the observed per-seed differences ``(k,)``, the per-seed differences
+    on each replicate's resampled test examples ``(n_boot, k)`` and each replicate's seed counts
+    ``(n_boot, k)`` (the same examples for every run of a replicate)."""
+    k, n = len(runs) // 2, labels.size
     observed = np.array([metric_scores(r, labels, metric) for r in runs])
     per_seed = observed[:k] - observed[k:]  # (k,)
-    diff = float(per_seed.mean())
-
-    rng = np.random.default_rng(seed)
     seed_idx = rng.integers(0, k, size=(n_boot, k)) + (np.arange(n_boot) * k)[:, None]
     seed_counts = np.bincount(seed_idx.ravel(), minlength=n_boot * k).reshape(n_boot, k)
     columns = None
@@ -504,29 +548,106 @@ def paired_bootstrap(
         else:
             scores = np.stack([metric_scores(r, labels, metric, w) for r in runs], axis=1)
         per_seed_boot[start:stop] = scores[:, :k] - scores[:, k:]
-    boot = (per_seed_boot * seed_counts).sum(axis=1) / k  # seeds and examples resampled
-    test_only = per_seed_boot.mean(axis=1)
-    seed_only = seed_counts @ per_seed / k
+    return per_seed, per_seed_boot, seed_counts
 
+
+@dataclass(frozen=True)
+class TaskPredictions:
+    """One task's test predictions of a method and of its reference, by seed, for
+    :func:`study_bootstrap`."""
+
+    task: str
+    metric: str
+    labels: np.ndarray
+    preds: Mapping[int, np.ndarray]
+    ref_preds: Mapping[int, np.ndarray]
+
+
+def study_bootstrap(
+    tasks: Sequence[TaskPredictions],
+    *,
+    n_boot: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> dict[str, Any]:
+    """Hierarchical bootstrap (task -> seed -> test example) of the mean over tasks of each
+    task's mean paired difference ``metric(preds[s]) - metric(ref_preds[s])``.
+
+    Each task's replicates are :func:`paired_bootstrap`'s (seeds and test examples resampled,
+    paired). ``hierarchical`` also resamples the tasks with replacement, each drawn task taking
+    an independent replicate of its own: the uncertainty of a claim about tasks like these.
+    ``fixed_tasks`` keeps every task once: the uncertainty of a claim about these tasks. With
+    few tasks the hierarchical interval is coarse (3 tasks: 10 distinct task draws).
+
+    Returns ``diff`` (observed mean over tasks), ``per_task`` (task -> observed difference),
+    ``ci_low``/``ci_high``/``p``/``se`` of the hierarchical bootstrap, ``fixed_tasks`` (its own
+    ``ci_low``, ``ci_high``, ``p``, ``se``), ``wilcoxon`` (the exact signed-rank test of the
+    per-task differences: ``p``, ``min_p`` the smallest p it can give with this many tasks,
+    ``positive``/``negative`` counts; ``p`` None below 2 tasks), ``n_tasks``, ``n_boot``,
+    ``confidence`` and ``method``. Raises ``ValueError`` without tasks.
+    """
+    if not tasks:
+        raise ValueError("no tasks")
+    if n_boot < 2:
+        raise ValueError(f"n_boot must be at least 2, not {n_boot}")
+    rng = np.random.default_rng(seed)
+    observed, boots = [], []
+    for t in tasks:
+        labels = np.asarray(t.labels).reshape(-1)
+        seeds = sorted(set(t.preds) & set(t.ref_preds))
+        if not seeds:
+            raise ValueError(f"{t.task}: the two methods have no seed in common")
+        runs = _paired_runs(t.preds, t.ref_preds, seeds, labels.size)
+        per_seed, per_seed_boot, seed_counts = _replicates(runs, labels, t.metric, n_boot, rng)
+        observed.append(float(per_seed.mean()))
+        boots.append((per_seed_boot * seed_counts).sum(axis=1) / len(seeds))
+    boot = np.stack(boots)  # (tasks, n_boot)
+    m = len(tasks)
+    fixed = boot.mean(axis=0)
+    drawn = rng.integers(0, m, size=(n_boot, m))
+    replicate = rng.integers(0, n_boot, size=(n_boot, m))
+    hierarchical = boot[drawn, replicate].mean(axis=1)
+    diffs = np.array(observed)
+    return {
+        "diff": float(diffs.mean()),
+        "per_task": {t.task: d for t, d in zip(tasks, observed, strict=True)},
+        **_interval(hierarchical, confidence, n_boot),
+        "fixed_tasks": _interval(fixed, confidence, n_boot),
+        "wilcoxon": _wilcoxon(diffs),
+        "n_tasks": m,
+        "n_boot": int(n_boot),
+        "confidence": confidence,
+        "method": "hierarchical bootstrap over tasks x seeds x test examples",
+    }
+
+
+def _interval(boot: np.ndarray, confidence: float, n_boot: int) -> dict[str, float]:
+    """Percentile interval, two-sided p (at least 1 / (n_boot + 1)) and sd of replicates."""
     tail = (1 - confidence) / 2
     low, high = np.quantile(boot, [tail, 1 - tail])
     p_two = 2 * min(np.mean(boot <= 0), np.mean(boot >= 0))
-    p = float(min(1.0, max(p_two, 1 / (n_boot + 1))))
     return {
-        "diff": diff,
         "ci_low": float(low),
         "ci_high": float(high),
-        "p": p,
+        "p": float(min(1.0, max(p_two, 1 / (n_boot + 1)))),
         "se": float(boot.std(ddof=1)),
-        "se_seed": float(seed_only.std(ddof=1)) if k >= 2 else None,
-        "se_test": float(test_only.std(ddof=1)),
-        "n_seeds": k,
-        "n_examples": int(n),
-        "n_boot": int(n_boot),
-        "confidence": confidence,
-        "metric": metric,
-        "method": "paired bootstrap over seeds x test examples",
     }
+
+
+def _wilcoxon(diffs: np.ndarray) -> dict[str, Any]:
+    """Exact two-sided Wilcoxon signed-rank test of per-task differences (zeros dropped)."""
+    nonzero = diffs[diffs != 0]
+    out: dict[str, Any] = {
+        "positive": int((diffs > 0).sum()),
+        "negative": int((diffs < 0).sum()),
+        "p": None,
+        "min_p": None,
+    }
+    if len(nonzero) >= 2:
+        res = stats.wilcoxon(nonzero, alternative="two-sided", method="exact")
+        out["p"] = float(res.pvalue)
+        out["min_p"] = float(min(1.0, 2 / 2 ** len(nonzero)))
+    return out
 
 
 def holm(pvalues: Mapping[str, float | None]) -> dict[str, float | None]:

@@ -1,4 +1,5 @@
-"""The command line, ``python -m ckd_tune.search``: the parser, :func:`main` and the sweep's steps.
+"""The command line, ``python -m ckd_tune.search``: the parser and :func:`main`, which runs one
+task's sweep (:mod:`~ckd_tune.search.sweep`) or a multi-task study (:mod:`~ckd_tune.search.study`).
 
 Only the parser and the flag checks load at start (``--help`` and bad flags answer at once);
 torch, Ray, MLflow and Optuna are imported once the flags are good.
@@ -8,25 +9,26 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
 from ckd_tune.errors import UserInputError
 from ckd_tune.methods import METHODS
 from ckd_tune.report.mlflow_models import REGISTER_HELP
-from ckd_tune.search.plan import Plan, make_plan
-from ckd_tune.tracking_uri import is_server, redact, ui_link
-
-if TYPE_CHECKING:
-    from ckd_tune.benches import PreparedBench
-    from ckd_tune.report.build import ReportSetup
+from ckd_tune.search.plan import Plan, is_study, make_plan, make_study
+from ckd_tune.search.sweep import (
+    INTERRUPTED,
+    PROG,
+    artifact_root,
+    init_ray,
+    prepare,
+    print_plan,
+    quiet_libraries,
+    run_sweep,
+)
 
 DEFAULT_METHODS = ("ckd", "kd", "annealing_kd", "none")
-INTERRUPTED = "interrupted; continue with the same command plus --resume"
-PROG = "ckd_tune.search"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,8 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bench", required=True, help="benchmark: glue, cifar10 or cifar100")
     p.add_argument(
         "--task",
-        help="task within the bench (GLUE: sst2, cola, mrpc, rte, stsb, ...); "
-        "default: the bench's first task",
+        help="task within the bench (GLUE: sst2, cola, mrpc, rte, stsb, ...; default: the "
+        "bench's first task); several comma-separated (sst2,mrpc,rte) or 'all' (every task "
+        "whose data is present) run a multi-task study: each task's sweep in turn, the same "
+        "budget each, then a cross-task report",
     )
     p.add_argument(
         "--methods",
@@ -120,8 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--sweep",
-        help="sweep name (default: <bench>-<task>-<profile>-<timestamp>; with --resume: "
-        "the latest sweep of this bench/task/profile under --output)",
+        help="sweep name (default: <bench>-<task>-<profile>-<timestamp>; a study's: "
+        "<bench>-study-<profile>-<timestamp>; with --resume: the latest sweep of this "
+        "bench/task/profile, or study of this bench/profile, under --output)",
     )
     p.add_argument(
         "--cache-dir",
@@ -192,10 +197,18 @@ def main(argv: list[str] | None = None) -> int:
         datefmt="%H:%M:%S",
     )
     try:
+        if is_study(args.task):
+            from ckd_tune.search.study import run_study
+
+            study = make_study(args)
+            return run_study(study)
         plan = make_plan(args)
     except UserInputError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(INTERRUPTED, file=sys.stderr, flush=True)
+        return 130
     try:
         return run(plan)
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside Ray Tune's graceful stop
@@ -205,147 +218,23 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(plan: Plan) -> int:
     """Prepare the bench, search each method, write the summary, print the table, run the report."""
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our ProgressPrinter replaces Ray's tables
-    # a failed trial's traceback stays in its error.txt and MLflow's failure_reason; the
-    # progress line names the error: no screenful of traceback per failed trial unless --verbose
-    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "1" if plan.args.verbose else "0")
-    # MLflow 3 prints two "View run" lines per finished run with an http:// tracking server
-    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    quiet_libraries(plan.args)
     import ray
 
-    from ckd_tune.benches import get_bench
-    from ckd_tune.search.summary import METRIC, open_sweep_run, write_summary
-    from ckd_tune.search.table import mlflow_pointer, print_table
-    from ckd_tune.search.tuner import SweepInterrupted, search_method
     from ckd_tune.tracking import get_experiment_id, open_client
 
-    logging.getLogger("ray.tune.execution.experiment_state").setLevel(logging.ERROR)
     args = plan.args
-    print(
-        f"sweep {plan.sweep}: methods {', '.join(plan.methods)}, {plan.num_samples} trials per "
-        f"method with a search space, {plan.epochs} epochs each ({args.searcher}, "
-        f"{args.scheduler}); search seed {args.seed}; MLflow: {redact(plan.tracking_uri)}",
-        flush=True,
-    )
+    print_plan(plan)
     # the bench first (data, teacher, assistant): its input errors come before Ray starts
-    try:
-        prepared = get_bench(plan.request.bench).prepare(plan.request)
-    except UserInputError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
+    prepared = prepare(plan)
+    if prepared is None:
         return 2
-    prepared.base_config = prepared.base_config.replace(seed=args.seed, epochs=plan.epochs)
-    _print_teacher(prepared)
-    try:
-        ray.init(
-            # "local": a fresh Ray of our own, not whatever `ray start` left on this machine
-            address=args.address or (None if os.environ.get("RAY_ADDRESS") else "local"),
-            include_dashboard=False,
-            logging_level=logging.WARNING,
-            configure_logging=True,
-            log_to_driver=args.verbose,
-        )
-    except (ConnectionError, RuntimeError, ValueError) as err:
-        print(
-            f"{PROG}: error: --address: cannot join the Ray cluster at {args.address}: {err}",
-            file=sys.stderr,
-        )
+    if not init_ray(args):
         return 2
     try:
-        _write_sweep_meta(plan)
-        experiment = args.experiment or prepared.experiment_name
         client = open_client(plan.tracking_uri)
-        # a local store keeps artifacts beside the sweeps; a server keeps its own (served ones
-        # included), never a path of this driver that the cluster's workers may not see
-        artifacts = None if is_server(plan.tracking_uri) else plan.sweep_dir.parent / "mlartifacts"
-        experiment_id = get_experiment_id(client, experiment, artifacts)
-        summary_run = open_sweep_run(plan, prepared, client, experiment_id)
-        try:
-            summaries = [
-                search_method(plan, prepared, m, experiment_id, summary_run) for m in plan.methods
-            ]
-        except SweepInterrupted:
-            client.set_terminated(summary_run, status="KILLED")  # --resume marks it RUNNING
-            print(INTERRUPTED, file=sys.stderr, flush=True)
-            return 130
-        write_summary(plan, prepared, summaries, client, experiment_id, summary_run)
-        print_table(
-            summaries,
-            {m: space.param_names for m, space in plan.spaces.items()},
-            mlflow_pointer(experiment, experiment_id, summary_run, plan.tracking_uri)
-            + f"\nruns table: {ui_link(plan.tracking_uri, experiment_id)}"
-            + f"\nevery run, best first: {ui_link(plan.tracking_uri, experiment_id, METRIC)}",
-            plan.sweep_dir,
-        )
-        if not args.no_report:
-            from ckd_tune.report.build import make_report
-
-            make_report(report_setup(plan, experiment_id, summary_run), prepared, summaries, client)
-        client.set_terminated(summary_run, status="FINISHED")
+        experiment = args.experiment or prepared.experiment_name
+        experiment_id = get_experiment_id(client, experiment, artifact_root(plan))
+        return run_sweep(plan, prepared, client, experiment_id)
     finally:
         ray.shutdown()
-    return 0
-
-
-def report_setup(plan: Plan, experiment_id: str, summary_run: str) -> ReportSetup:
-    """What the report at the end of the sweep needs of the plan (its seeds, budget, resources)."""
-    from ckd_tune.report.build import ReportSetup, space_ranges
-
-    args = plan.args
-    return ReportSetup(
-        sweep=plan.sweep,
-        report_dir=plan.sweep_dir / "report",
-        seed=args.seed,
-        seeds=plan.seeds,
-        epochs=plan.epochs,
-        profile=args.profile,
-        num_samples=plan.num_samples,
-        searcher=args.searcher,
-        scheduler=args.scheduler,
-        experiment_id=experiment_id,
-        summary_run=summary_run,
-        tracking_uri=plan.tracking_uri,
-        device=plan.request.device,
-        cpus_per_run=plan.cpus_per_trial,
-        gpus_per_run=plan.gpus_per_trial,
-        spaces={m: space_ranges(space) for m, space in plan.spaces.items()},
-        register_model=args.register_model,
-    )
-
-
-def _write_sweep_meta(plan: Plan) -> None:
-    """``<sweep>/sweep.json`` (what ``--resume`` looks for); kept as first written."""
-    from ckd_tune import cache
-
-    args = plan.args
-    plan.sweep_dir.mkdir(parents=True, exist_ok=True)
-    meta_path = plan.sweep_dir / "sweep.json"
-    if not meta_path.exists():
-        cache.write_json(
-            {
-                "bench": plan.request.bench,
-                "task": plan.request.task,
-                "profile": args.profile,
-                "methods": plan.methods,
-                "num_samples": plan.num_samples,
-                "epochs": plan.epochs,
-                "searcher": args.searcher,
-                "scheduler": args.scheduler,
-                "seed": args.seed,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            },
-            meta_path,
-        )
-
-
-def _print_teacher(prepared: PreparedBench) -> None:
-    """One line each for the teacher and (when a method uses it) the teacher assistant."""
-    metric = prepared.data.main_metric
-    for role, t in (("teacher", prepared.teacher), ("assistant", prepared.assistant)):
-        if t is None:
-            continue
-        how = "reused from cache" if t.reused else f"trained in {t.train_seconds:.0f} s"
-        print(
-            f"{role}: {t.name} ({how}); val {metric} {t.metrics['val'][metric]:.4f}, "
-            f"test {metric} {t.metrics['test'][metric]:.4f}",
-            flush=True,
-        )

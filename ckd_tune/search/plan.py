@@ -72,7 +72,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
     task = args.task or bench.default_task
     if task not in bench.tasks:
         raise UserInputError(
-            f"--task: unknown task {task!r} for bench {bench.name}; choose from {list(bench.tasks)}"
+            f"--task: unknown task {task!r} for bench {bench.name}; choose from "
+            f"{list(bench.tasks)}, several comma-separated, or 'all'"
         )
     methods = method_list(args.methods)
     for method in methods:
@@ -224,3 +225,116 @@ def check_pb2(method: str, space: SearchSpace) -> None:
             f"--methods: {method}: PB2 changes only numeric parameters; pbt.mutate of "
             f"{space.source} names categorical ones ({', '.join(categorical) or 'none numeric'})"
         )
+
+
+def is_study(task: str | None) -> bool:
+    """Whether ``--task`` asks for a multi-task study: several comma-separated tasks, or ``all``."""
+    return task is not None and (task.strip() == "all" or "," in task)
+
+
+def task_list(value: str, bench_name: str, data_dir: Path | None) -> list[str]:
+    """The tasks of ``--task`` (comma-separated, in the order given, or ``all``: every task of
+    the bench whose data ``data_dir`` holds, every task when the data comes from the hub).
+
+    Raises :class:`UserInputError` for an unknown, repeated or absent task.
+    """
+    from ckd_tune.benches import get_bench
+
+    bench = get_bench(bench_name)
+    if value.strip() == "all":
+        if data_dir is None:
+            return list(bench.tasks)
+        tasks = [t for t in bench.tasks if bench.task_present(Path(data_dir), t)]
+        if not tasks:
+            raise UserInputError(f"--task all: no {bench.name} task has its data in {data_dir}")
+        return tasks
+    tasks = [t.strip() for t in value.split(",") if t.strip()]
+    unknown = [t for t in tasks if t not in bench.tasks]
+    if unknown:
+        raise UserInputError(
+            f"--task: unknown task {unknown[0]!r} for bench {bench.name}; choose from "
+            f"{list(bench.tasks)}, several comma-separated, or 'all'"
+        )
+    if len(set(tasks)) != len(tasks):
+        raise UserInputError(f"--task: a task is listed twice: {value}")
+    if data_dir is not None:
+        absent = [t for t in tasks if not bench.task_present(Path(data_dir), t)]
+        if absent:
+            raise UserInputError(
+                f"--task: no data for {', '.join(absent)} in {data_dir}; "
+                "--task all runs the tasks it holds"
+            )
+    return tasks
+
+
+@dataclass
+class Study:
+    """A validated multi-task study: one :class:`Plan` per task, in the order given.
+
+    Each task's sweep lives in ``<study_dir>/<task>`` and is named ``<study>/<task>`` (its
+    MLflow tag); every task logs to one experiment, under the study's parent run.
+    """
+
+    args: argparse.Namespace
+    name: str
+    study_dir: Path
+    tasks: list[str]
+    plans: list[Plan]
+    experiment: str
+
+
+STUDY_FILE = "study.json"
+
+
+def make_study(args: argparse.Namespace) -> Study:
+    """Validate a multi-task ``--task`` and build every task's plan; UserInputError on bad input."""
+    check_flags(args)
+    from ckd_tune.benches import get_bench
+
+    bench = get_bench(args.bench)
+    data_dir = args.data_dir or bench.default_data_dir()
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise UserInputError(f"--data-dir: {data_dir} is not a directory")
+    tasks = task_list(args.task, bench.name, data_dir)
+    output = args.output.expanduser().resolve()
+    name = study_name(args, output, tasks)
+    study_dir = output / name
+    experiment = args.experiment or f"ckd_tune/{bench.name}/study"
+    plans = []
+    for task in tasks:
+        task_args = argparse.Namespace(**vars(args))
+        task_args.task = task
+        task_args.output = study_dir
+        task_args.sweep = task
+        task_args.resume = args.resume and (study_dir / task / "sweep.json").is_file()
+        task_args.experiment = experiment
+        plan = make_plan(task_args)
+        plan.sweep = f"{name}/{task}"  # unique in the shared experiment; the directory stays
+        plans.append(plan)
+    return Study(args, name, study_dir, tasks, plans, experiment)
+
+
+def study_name(args: argparse.Namespace, output: Path, tasks: list[str]) -> str:
+    """``--sweep``, the latest study of this bench/profile (``--resume``), or a new name."""
+    from ckd_tune import cache
+
+    prefix = f"{args.bench}-study-{args.profile}"
+    if args.resume:
+        if args.sweep:
+            found = [output / args.sweep / STUDY_FILE]
+            if not found[0].is_file():
+                raise UserInputError(f"--resume: no study {args.sweep!r} under {output}")
+        else:
+            found = sorted(output.glob(f"{prefix}-*/{STUDY_FILE}"), key=lambda p: p.stat().st_mtime)
+            if not found:
+                raise UserInputError(
+                    f"--resume: no earlier {prefix} study under {output}; run without --resume"
+                )
+        earlier = cache.read_json(found[-1])["tasks"]
+        if earlier != tasks:
+            raise UserInputError(
+                f"--resume: study {found[-1].parent.name} ran --task {','.join(earlier)}, "
+                f"not {','.join(tasks)}; give the same tasks (or --sweep NAME)"
+            )
+        return found[-1].parent.name
+    return args.sweep or f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"

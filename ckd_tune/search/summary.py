@@ -71,9 +71,16 @@ def summarise(
     )
 
 
-def open_sweep_run(plan: Plan, prepared: PreparedBench, client: Any, experiment_id: str) -> str:
+def open_sweep_run(
+    plan: Plan,
+    prepared: PreparedBench,
+    client: Any,
+    experiment_id: str,
+    parent_run_id: str | None = None,
+) -> str:
     """The sweep's MLflow parent run (``sweep glue/sst2 quick``; reused on resume), under which
-    every trial and re-run nests and which ends up holding the summary and the report."""
+    every trial and re-run nests and which ends up holding the summary and the report; nested
+    itself under a multi-task study's run when ``parent_run_id`` is given."""
     from ckd_tune.tracking import sweep_run
 
     tags = {
@@ -85,7 +92,7 @@ def open_sweep_run(plan: Plan, prepared: PreparedBench, client: Any, experiment_
         "profile": plan.args.profile,
     }
     name = f"sweep {prepared.data.name} {plan.args.profile}"
-    return sweep_run(client, experiment_id, plan.sweep, tags, name)
+    return sweep_run(client, experiment_id, plan.sweep, tags, name, parent_run_id=parent_run_id)
 
 
 def write_summary(
