@@ -433,6 +433,27 @@ def test_oversized_subsample_keeps_everything(glue_dir: Path, tokenizer) -> None
     assert data.teacher_train is None
 
 
+def test_fit_shrinks_a_large_profile_to_a_small_task(glue_dir: Path, tokenizer, caplog) -> None:
+    sizes = dict(val_size=100, train_size=300, teacher_size=300)
+    with pytest.raises(UserInputError):  # without fit: 300 + 300 do not fit in 400 - 100
+        load_glue("rte", tokenizer, data_dir=glue_dir, **sizes)
+    with caplog.at_level("INFO", logger="ckd_tune.data.glue"):
+        data = load_glue("rte", tokenizer, data_dir=glue_dir, fit=True, **sizes)
+    left = N_PAIRS - N_DEV  # val capped at the dev set's rows, the rest halved
+    assert (len(data.val), len(data.test)) == (N_DEV, N_DEV)
+    assert (len(data.train), len(data.teacher_train)) == (left // 2, left - left // 2)
+    assert "rte: the profile's val 100, train 300, teacher 300 do not fit" in caplog.text
+    assert f"val {N_DEV} (at most the dev set), train {left // 2}, teacher" in caplog.text
+    fits = dict(val_size=20, train_size=50, teacher_size=50)
+    caplog.clear()
+    with caplog.at_level("INFO", logger="ckd_tune.data.glue"):
+        same = load_glue("rte", tokenizer, data_dir=glue_dir, fit=True, **fits)
+    plain = load_glue("rte", tokenizer, data_dir=glue_dir, **fits)
+    assert "do not fit" not in caplog.text  # sizes that fit: no line, the same examples
+    assert np.array_equal(same.train.labels, plain.train.labels)
+    assert same.fingerprint == plain.fingerprint  # the same splits: the cached teacher is reused
+
+
 # --------------------------------------------------------------------------------------------
 # The teacher split and SST-2's source sentences
 

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 from sklearn.model_selection import train_test_split
 
-from ckd_tune.data.splits import CarvedSplits, carve_splits, source_groups, subsample
+from ckd_tune.data.splits import (
+    CarvedSplits,
+    carve_splits,
+    fit_sizes,
+    source_groups,
+    split_task,
+    subsample,
+)
 from ckd_tune.errors import UserInputError
 
 # --------------------------------------------------------------------------------------------
@@ -266,3 +273,51 @@ def test_subsample() -> None:
     assert np.array_equal(subsample(rows, 99, seed=0), rows)
     with pytest.raises(UserInputError, match="test_size=99"):
         subsample(rows, 99, seed=0, what="test_size=99", clip=False)
+
+
+# --------------------------------------------------------------------------------------------
+# One profile for tasks of every size: fit_sizes
+
+
+@pytest.mark.parametrize(
+    ("n_train", "n_test", "test_size", "asked", "fitted"),
+    [
+        # SST-2 in the quick profile: everything fits, nothing changes
+        (67_349, 872, None, (872, 2000, 8000), (872, 2000, 8000)),
+        # CoLA: val fits under the 1,043 dev rows; 8,551 - 872 = 7,679 left: the student keeps
+        # its 2,000, the teacher gets the other 5,679
+        (8551, 1043, None, (872, 2000, 8000), (872, 2000, 5679)),
+        # MRPC: val capped at the 408 dev rows; 3,668 - 408 = 3,260 halved
+        (3668, 408, None, (872, 2000, 8000), (408, 1630, 1630)),
+        # RTE: 2,490 - 277 = 2,213: the student 1,106, the teacher the odd one more
+        (2490, 277, None, (872, 2000, 8000), (277, 1106, 1107)),
+        # a subsampled test split caps val as well
+        (3668, 408, 100, (872, 2000, 8000), (100, 1784, 1784)),
+        # a val fraction stays a fraction; 1000 - round(0.1 * 1000) = 900 left, halved
+        (1000, 500, None, (0.1, 800, 800), (0.1, 450, 450)),
+        # no teacher split: only val is capped
+        (3668, 408, None, (872, 2000, None), (408, 2000, None)),
+    ],
+)
+def test_fit_sizes(n_train, n_test, test_size, asked, fitted) -> None:
+    val, train, teacher = asked
+    got = fit_sizes(
+        n_train, n_test, val_size=val, train_size=train, teacher_size=teacher, test_size=test_size
+    )
+    assert got == fitted
+
+
+def test_fitted_sizes_carve_disjoint_splits() -> None:
+    labels = np.arange(400) % 2
+    kwargs = dict(val_size=100, train_size=200, teacher_size=200)
+    with pytest.raises(UserInputError, match="only 300 are left"):
+        split_task(400, 60, seed=0, train_labels=labels, **kwargs)
+    val, train, teacher = fit_sizes(400, 60, **kwargs)
+    assert (val, train, teacher) == (60, 170, 170)
+    fitted = split_task(
+        400, 60, val_size=val, train_size=train, teacher_size=teacher, seed=0,
+        train_labels=labels,
+    )  # fmt: skip
+    assert (len(fitted.val), len(fitted.train), len(fitted.teacher_train)) == (60, 170, 170)
+    rows = np.concatenate([fitted.val, fitted.train, fitted.teacher_train])
+    assert len(np.unique(rows)) == len(rows)  # still disjoint

@@ -14,6 +14,7 @@ from scipy import stats
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 from ckd_tune.report.stats import (
+    TaskPredictions,
     compare,
     describe,
     holm,
@@ -24,6 +25,7 @@ from ckd_tune.report.stats import (
     seed_mde,
     seeds_needed,
     short_verdict,
+    study_bootstrap,
     verdict,
 )
 
@@ -422,3 +424,68 @@ def test_seed_mde_recovers_the_paired_t_test_se():
     want = (stats.t.ppf(0.975, 4) + stats.t.ppf(0.8, 4)) * se
     assert seed_mde(compare(method, ref)) == pytest.approx(want, rel=1e-9)
     assert seed_mde(compare({0: 1.0}, {0: 0.5})) is None
+
+
+# ------------------------------------------------------------------ across the tasks of a study
+
+
+def _task(name: str, n: int, better: float, worse: float, seed: int, metric: str = "accuracy"):
+    """A task on which the method is right on a ``better`` share of examples, the reference on
+    ``worse`` (5 seeds each)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    draw = lambda share: {s: np.where(rng.random(n) < share, y, 1 - y) for s in range(1, 6)}  # noqa: E731
+    return TaskPredictions(name, metric, y, draw(better), draw(worse))
+
+
+def test_study_bootstrap_averages_the_tasks_paired_differences():
+    tasks = [_task("a", 400, 0.8, 0.7, 1), _task("b", 300, 0.75, 0.7, 2, "f1")]
+    r = study_bootstrap(tasks, n_boot=500)
+    for t in tasks:  # each task's difference is its paired bootstrap's observed one
+        assert r["per_task"][t.task] == pytest.approx(
+            paired_bootstrap(t.preds, t.ref_preds, t.labels, t.metric, n_boot=10)["diff"]
+        )
+    assert r["diff"] == pytest.approx(sum(r["per_task"].values()) / 2)
+    assert r["ci_low"] <= r["diff"] <= r["ci_high"]
+    assert r["fixed_tasks"]["ci_low"] <= r["diff"] <= r["fixed_tasks"]["ci_high"]
+    assert (r["n_tasks"], r["n_boot"]) == (2, 500)
+    assert r == study_bootstrap(tasks, n_boot=500)  # deterministic
+    # both tasks clearly favour the method: the fixed-task interval excludes 0
+    assert r["fixed_tasks"]["ci_low"] > 0 and r["fixed_tasks"]["p"] < 0.01
+
+
+def test_identical_predictions_differ_by_exactly_zero():
+    t = _task("a", 100, 0.8, 0.8, 3)
+    same = TaskPredictions("a", "accuracy", t.labels, t.preds, t.preds)
+    r = study_bootstrap([same, same], n_boot=200)
+    assert r["diff"] == 0 and r["ci_low"] == 0 and r["ci_high"] == 0 and r["p"] == 1.0
+    assert r["wilcoxon"] == {"positive": 0, "negative": 0, "p": None, "min_p": None}
+
+
+def test_resampling_tasks_widens_the_interval_when_tasks_disagree():
+    # +10 points on one task, -10 on the other: sure per task, unsure across tasks
+    tasks = [_task("up", 2000, 0.8, 0.7, 4), _task("down", 2000, 0.7, 0.8, 5)]
+    r = study_bootstrap(tasks, n_boot=1000)
+    width = r["ci_high"] - r["ci_low"]
+    fixed = r["fixed_tasks"]["ci_high"] - r["fixed_tasks"]["ci_low"]
+    assert width > 3 * fixed
+    assert r["ci_low"] < -0.05 and r["ci_high"] > 0.05  # task draws {up, up} and {down, down}
+
+
+def test_wilcoxon_over_tasks_by_hand():
+    tasks = [_task(str(i), 300, 0.8, 0.7, 10 + i) for i in range(3)]
+    w = study_bootstrap(tasks, n_boot=50)["wilcoxon"]
+    # three positive differences: the exact two-sided signed-rank p is 2 / 2^3 = 0.25, which
+    # is also the smallest p three tasks can give
+    assert w == {"positive": 3, "negative": 0, "p": pytest.approx(0.25), "min_p": 0.25}
+    one = study_bootstrap(tasks[:1], n_boot=50)["wilcoxon"]
+    assert one["p"] is None and one["positive"] == 1
+
+
+def test_study_bootstrap_rejects_no_tasks_and_no_common_seed():
+    with pytest.raises(ValueError, match="no tasks"):
+        study_bootstrap([])
+    t = _task("a", 50, 0.8, 0.7, 6)
+    apart = TaskPredictions("a", "accuracy", t.labels, {1: t.preds[1]}, {2: t.ref_preds[2]})
+    with pytest.raises(ValueError, match="a: the two methods have no seed in common"):
+        study_bootstrap([apart])

@@ -406,7 +406,8 @@ def load_glue(
     ``test_size`` at or above what is available keeps everything. ``fit``: sizes made for a
     large task shrink to fit a small one (:func:`~ckd_tune.data.splits.fit_sizes`: val no
     larger than the dev set, the rest halved between student and teacher when both do not
-    fit), logged when they do; else sizes that do not fit raise. Data is read from
+    fit), logged when they do; else sizes that do not fit raise. The fingerprint holds the sizes
+    used, so sizes that fit as given keep their cache. Data is read from
     ``data_dir`` (official GLUE TSV layout) if given, else from the Hugging Face hub. The
     fingerprint changes with the data, the tokenizer's vocabulary and every argument here.
     """
@@ -431,8 +432,10 @@ def load_glue(
         dev_raw = _hub_split(task, "dev")
     reg = spec.is_regression
     if fit:
-        _log_fitted(spec.name, len(train_raw.labels), len(dev_raw.labels), val_size, train_size,
-                    teacher_size, test_size)  # fmt: skip
+        val_size, train_size, teacher_size = _fitted(
+            spec.name, len(train_raw.labels), len(dev_raw.labels), val_size, train_size,
+            teacher_size, test_size,
+        )  # fmt: skip
     splits = split_task(
         len(train_raw.labels),
         len(dev_raw.labels),
@@ -445,7 +448,6 @@ def load_glue(
         test_labels=None if reg else np.asarray(dev_raw.labels),
         groups=_phrase_groups(train_raw) if spec.phrase_groups else None,
         clip=True,
-        fit=fit,
     )
 
     def tokenize(raw: _RawSplit, rows: np.ndarray) -> TokenizedSplit:
@@ -472,8 +474,6 @@ def load_glue(
         "phrase_groups": spec.phrase_groups,
         "seed": seed,
     }
-    if fit:  # the fitted sizes follow from the rest; settings made before fit keep their hash
-        settings["fit"] = True
     return TaskData(
         name=f"glue/{spec.name}",
         num_labels=spec.num_labels,
@@ -493,7 +493,7 @@ def load_glue(
     )
 
 
-def _log_fitted(
+def _fitted(
     task: str,
     n_train: int,
     n_test: int,
@@ -501,8 +501,8 @@ def _log_fitted(
     train_size: int | None,
     teacher_size: int | None,
     test_size: int | None,
-) -> None:
-    """One log line when :func:`~ckd_tune.data.splits.fit_sizes` changes the sizes."""
+) -> tuple[int | float, int | None, int | None]:
+    """:func:`~ckd_tune.data.splits.fit_sizes`, with one log line when it changes the sizes."""
     asked = (val_size, train_size, teacher_size)
     fitted = fit_sizes(
         n_train, n_test, val_size=val_size, train_size=train_size,
@@ -514,6 +514,7 @@ def _log_fitted(
             "dev rows: val %s (at most the dev set), train %s, teacher %s",
             task, *asked, n_train, n_test, *fitted,
         )  # fmt: skip
+    return fitted
 
 
 __all__ = [

@@ -346,7 +346,6 @@ def split_task(
     test_labels: np.ndarray | None = None,
     groups: np.ndarray | None = None,
     clip: bool = False,
-    fit: bool = False,
 ) -> TaskSplits:
     """Every split of a task, as every loader draws them.
 
@@ -356,13 +355,7 @@ def split_task(
     ``test_labels``). Labels None: no stratification (regression). ``clip``: a ``train_size``
     (without a teacher split) or ``test_size`` larger than what is available keeps
     everything instead of raising :class:`UserInputError`.
-    ``fit``: sizes made for a large task shrink to a small one (:func:`fit_sizes`).
     """
-    if fit:
-        val_size, train_size, teacher_size = fit_sizes(
-            n_train, n_test, val_size=val_size, train_size=train_size,
-            teacher_size=teacher_size, test_size=test_size,
-        )  # fmt: skip
     carved = carve_splits(
         n_train,
         val_size=val_size,

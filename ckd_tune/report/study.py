@@ -73,7 +73,8 @@ def analyse_study(
 ) -> dict[str, Any]:
     """The ``aggregate`` of a study from each task's (results, labels, predictions).
 
-    Methods are those every task ran with re-runs; comparisons are each against vanilla KD and
+    Methods are those with test scores on every task (the others are listed in ``incomplete``
+    with the tasks they lack); comparisons are each against vanilla KD and
     against plain fine-tuning, Holm-adjusted together on the hierarchical bootstrap's p; the
     positive control (kd vs kd on shuffled teacher logits) is averaged the same way.
     """
@@ -83,6 +84,11 @@ def analyse_study(
         for m in next(iter(tasks.values()))[0]["methods"]
         if all(t[0]["methods"].get(m, {}).get("status") == "ok" for t in tasks.values())
     ]
+    incomplete = {
+        m: [t for t, r in tasks.items() if r[0]["methods"].get(m, {}).get("status") != "ok"]
+        for m in dict.fromkeys(m for r in tasks.values() for m in r[0]["methods"])
+        if m not in ok
+    }
     methods = {m: _method_aggregate(m, tasks) for m in ok}
     comparisons: dict[str, dict[str, Any]] = {}
     for ref in dict.fromkeys((BASELINE, FINETUNE)):
@@ -106,6 +112,7 @@ def analyse_study(
     return {
         "tasks": names,
         "methods": methods,
+        "incomplete": incomplete,
         "comparisons": comparisons,
         "positive_control": control,
         "teacher": {t: (r[0].get("teacher") or {}).get("test") for t, r in tasks.items()},
@@ -331,6 +338,11 @@ def render_study(results: Mapping[str, Any]) -> str:
             _cell((results["tasks"][t].get("positive_control") or {}).get("control")) for t in tasks
         ]
         out.append(f"| {CONTROL} (positive control) | " + " | ".join(cells) + " | - |")
+    for m, missing in agg["incomplete"].items():
+        out.append(
+            f"\n{m} is left out: it has no test score on {', '.join(map(task_title, missing))} "
+            "(its search or every re-run failed there; see that task's report)."
+        )
     out += ["", f"![difference to vanilla KD per task and averaged]({FOREST})", ""]
     for ref, title in ((BASELINE, "vanilla KD (kd)"), (FINETUNE, "plain fine-tuning (none)")):
         by = agg["comparisons"].get(ref)
