@@ -25,7 +25,8 @@ results dict into markdown (:func:`render_markdown`) and :mod:`~ckd_tune.report.
 plots (``plot_*``); :mod:`~ckd_tune.report.students` saves and loads students,
 :mod:`~ckd_tune.report.reruns` trains the re-runs, :mod:`~ckd_tune.report.build`
 (:func:`make_report`) does the orchestration (Ray tasks, MLflow runs, files) and
-:mod:`~ckd_tune.report.cli` is the command line. Every re-run is one MLflow run tagged
+:mod:`~ckd_tune.report.cli` is the command line. :mod:`~ckd_tune.report.study` writes a
+multi-task study's cross-task report from its tasks' reports. Every re-run is one MLflow run tagged
 ``role=rerun``; the re-runs of an earlier report of the same sweep are soft-deleted (``mlflow runs
 restore`` brings them back) so each (sweep, method, seed) has exactly one.
 """

@@ -8,10 +8,15 @@ per trial; then a sweep summary and the comparison report. The protocol is argue
 One job a module, each imported on its own (this file imports none of them, so that
 ``ckd_tune.search.summary`` comes without the CLI or Ray Tune):
 
-- :mod:`~ckd_tune.search.cli`: the argument parser, :func:`~ckd_tune.search.cli.main` and the
-  sweep's steps (bench, Ray, one search per method, summary, table, report);
+- :mod:`~ckd_tune.search.cli`: the argument parser and :func:`~ckd_tune.search.cli.main`;
+- :mod:`~ckd_tune.search.sweep`: one task's sweep, step by step (bench, Ray, one search per
+  method, summary, table, report);
+- :mod:`~ckd_tune.search.study`: a multi-task study (``--task sst2,cola,rte`` or ``all``): each
+  task's sweep in turn under one MLflow run, then the cross-task report;
+- :mod:`~ckd_tune.search.estimate`: a task's expected time on this machine, from timed steps;
 - :mod:`~ckd_tune.search.plan`: the checks of the flags, the search spaces and the tracking
-  server, and the validated :class:`~ckd_tune.search.plan.Plan`;
+  server, and the validated :class:`~ckd_tune.search.plan.Plan` (a study's:
+  :class:`~ckd_tune.search.plan.Study`);
 - :mod:`~ckd_tune.search.tuner`: searcher, scheduler, trainable and run config -> a Ray Tune
   ``Tuner`` per method, run or resumed;
 - :mod:`~ckd_tune.search.summary`: :class:`~ckd_tune.search.summary.MethodSummary` (what the
