@@ -83,6 +83,13 @@ class TextModelSpec:
     num_layers: int | None = None
     pretrained_head: bool = False  # True: an already fine-tuned classifier (a teacher), head kept
 
+    def __post_init__(self) -> None:
+        # a local directory by its absolute path: a Ray trial builds the model in a working
+        # directory of its own, on whichever node it runs
+        path = Path(self.name_or_path).expanduser()
+        if self.name_or_path != BUNDLED_ENCODER and path.exists():
+            object.__setattr__(self, "name_or_path", str(path.resolve()))
+
     def build(self, seed: int = 0) -> nn.Module:
         """A fresh model; the classification head is initialised from ``seed``."""
         import torch

@@ -202,12 +202,12 @@ def _train(
                 student.load_state_dict(best_state)
             optimizer, scheduler = fresh_optimizer(epoch)
         _seed_epoch(config.seed, epoch)
-        loader = train_loader(config, data, epoch)
+        loader = train_loader(config, data, epoch, pin_memory=device.type == "cuda")
         student.train()
         t0, loss_sum, seen, values = time.perf_counter(), 0.0, 0, {}
         term_sums: dict[str, float] = {}
         for step, batch in enumerate(loader):
-            batch = {k: v.to(device) for k, v in batch.items()}
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             done = (epoch * steps_per_epoch + step) / total_steps
             values = method.schedule(config.progress(done))
             with autocast(device):
@@ -280,9 +280,15 @@ def predict(
     lengths = item_lengths(dataset)
     order = np.argsort(lengths, kind="stable") if lengths is not None else np.arange(len(dataset))
     logits, labels = [], []
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=order.tolist(), collate_fn=collate)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=order.tolist(),
+        collate_fn=collate,
+        pin_memory=device.type == "cuda",
+    )
     for batch in loader:
-        batch = {k: v.to(device) for k, v in batch.items()}
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         with autocast(device):
             logits.append(logits_of(model(**model_inputs(batch))).float().cpu())
         labels.append(batch["labels"].cpu())
@@ -305,8 +311,11 @@ def evaluate(
     return data.metric(logits, labels)
 
 
-def train_loader(config: TrainConfig, data: TaskData, epoch: int) -> DataLoader:
-    """This epoch's shuffled training batches (of similar lengths with ``group_by_length``)."""
+def train_loader(
+    config: TrainConfig, data: TaskData, epoch: int, *, pin_memory: bool = False
+) -> DataLoader:
+    """This epoch's shuffled training batches (of similar lengths with ``group_by_length``), in
+    page-locked memory with ``pin_memory`` (a GPU's copies then overlap its compute)."""
     generator = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch))
     lengths = item_lengths(data.train)
     if config.group_by_length and lengths is not None:
@@ -314,7 +323,11 @@ def train_loader(config: TrainConfig, data: TaskData, epoch: int) -> DataLoader:
             config.batch_size, lengths=list(lengths), generator=generator
         )
         return DataLoader(
-            data.train, batch_size=config.batch_size, sampler=sampler, collate_fn=data.collate
+            data.train,
+            batch_size=config.batch_size,
+            sampler=sampler,
+            collate_fn=data.collate,
+            pin_memory=pin_memory,
         )
     return DataLoader(
         data.train,
@@ -322,6 +335,7 @@ def train_loader(config: TrainConfig, data: TaskData, epoch: int) -> DataLoader:
         shuffle=True,
         collate_fn=data.collate,
         generator=generator,
+        pin_memory=pin_memory,
     )
 
 
@@ -392,10 +406,15 @@ def _seed_epoch(seed: int, epoch: int) -> None:
 
 
 def autocast(device: torch.device) -> torch.autocast:
-    """bfloat16 autocast on CUDA; a disabled context on CPU."""
-    return torch.autocast(
-        device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"
-    )
+    """bfloat16 autocast on a CUDA device that computes in bfloat16 natively (Ampere and later);
+    a disabled context elsewhere: on CPU, and on older GPUs, where emulated bfloat16 is slower
+    than float32."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=uses_bf16(device))
+
+
+def uses_bf16(device: torch.device) -> bool:
+    """Whether :func:`autocast` computes in bfloat16 on ``device``."""
+    return device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
 
 
 def _copy_weights(model: nn.Module) -> dict[str, Tensor]:

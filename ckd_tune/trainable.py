@@ -2,11 +2,13 @@
 
 It reports every epoch with a checkpoint, resumes from the latest checkpoint when Ray
 restarts it, and reads the shared bench (tokenised data, teacher logits) from the object
-store through :func:`make_trainable`'s ``tune.with_parameters``.
+store through :func:`make_trainable`'s ``tune.with_parameters``: nothing a trial reads is a
+path of the driver's machine or working directory, so a trial runs (and resumes) on any node.
 """
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -23,11 +25,31 @@ from ckd_tune.train import train
 STATE_FILE = "state.pt"
 FAILURE_FILE = "nonfinite_loss.txt"
 
+log = logging.getLogger(__name__)
+
+
+def trial_device() -> str:
+    """The device of this Ray trial (or task): ``"cuda"`` when Ray assigned it a GPU that CUDA
+    sees (Ray exposes only the assigned ones), else ``"cpu"``. A GPU that is only logical (a node
+    started with ``--num-gpus`` on a host or image without CUDA) gets one warning line and CPU."""
+    import ray
+
+    gpu_ids = ray.get_gpu_ids() if ray.is_initialized() else []  # (it would start a Ray)
+    if not gpu_ids:
+        return "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    log.warning(
+        "Ray assigned GPU ids %s but CUDA is not available in this worker; training on CPU",
+        gpu_ids,
+    )
+    return "cpu"
+
 
 def run_trial(config: dict[str, Any], prepared: PreparedBench) -> None:
     """Ray Tune function trainable (use :func:`make_trainable` to bind ``prepared``)."""
     train_config = prepared.base_config.replace(**config)  # the bench's settings + the sample
-    device = "cuda" if torch.cuda.is_available() else "cpu"  # Ray exposes only this trial's GPUs
+    device = trial_device()
     marker = Path(tune.get_context().get_trial_dir()) / FAILURE_FILE
     if marker.exists():  # a retry of a deterministic NaN would only fail again
         raise NonFiniteLossError(marker.read_text())

@@ -19,7 +19,9 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
+import ray
 import torch
 from ray import tune
 from torch import nn
@@ -41,8 +43,9 @@ def _trial() -> tuple[str | None, str | None]:
 class FaultyStudent:
     """Wraps a student builder; logs every call and crashes the first ``fail_trials`` trials.
 
-    Each call appends ``<method> <trial_id>`` to ``<state_dir>/calls.txt`` (so a test can count
-    how often a trial built its student, i.e. ran). The first ``fail_trials`` trials of a method
+    Each call appends ``<method> <trial_id> <node_id> <epoch>`` to ``<state_dir>/calls.txt``: a
+    test counts how often a trial built its student, i.e. ran (:func:`calls`), and sees on which
+    Ray node and from which checkpoint epoch each attempt started (:func:`placements`). The first ``fail_trials`` trials of a method
     in ``methods`` to build a student claim a slot and raise on every attempt (retries too); all
     other trials get the real student.
     """
@@ -57,8 +60,9 @@ class FaultyStudent:
         if trial_id is None:
             return self.inner(seed)
         state = Path(self.state_dir)
+        node = ray.get_runtime_context().get_node_id()
         with open(state / CALLS_FILE, "a") as f:
-            f.write(f"{method} {trial_id}\n")
+            f.write(f"{method} {trial_id} {node} {_checkpoint_epoch()}\n")
         if method in self.methods and self._doomed(state, method, trial_id):
             raise RuntimeError(f"injected failure in trial {trial_id}")
         return self.inner(seed)
@@ -78,12 +82,28 @@ class FaultyStudent:
         return False
 
 
-def calls(state_dir: Path) -> list[tuple[str, str]]:
-    """``(method, trial_id)`` of every student build, in order."""
+class Placement(NamedTuple):
+    """One attempt of a trial: its method, trial id, Ray node id, and the epoch of the
+    checkpoint it started from (0: from scratch)."""
+
+    method: str
+    trial_id: str
+    node_id: str
+    epoch: int
+
+
+def placements(state_dir: Path) -> list[Placement]:
+    """Every student build in a trial, in order."""
     path = Path(state_dir) / CALLS_FILE
     if not path.is_file():
         return []
-    return [tuple(line.split()) for line in path.read_text().splitlines() if line.strip()]
+    rows = (line.split() for line in path.read_text().splitlines() if line.strip())
+    return [Placement(m, t, node, int(epoch)) for m, t, node, epoch in rows]
+
+
+def calls(state_dir: Path) -> list[tuple[str, str]]:
+    """``(method, trial_id)`` of every student build, in order."""
+    return [(p.method, p.trial_id) for p in placements(state_dir)]
 
 
 @dataclass(frozen=True)

@@ -69,18 +69,24 @@ def cli(args: list[str], cwd: Path, timeout: float = SWEEP_TIMEOUT, **env: str):
     )
 
 
-def start_cli(args: list[str], cwd: Path, log: Path) -> subprocess.Popen:
-    """Start the CLI in its own session (so a signal can go to it alone), output to files."""
+def spawn(argv: list[str], cwd: Path, log: Path, **env: str) -> subprocess.Popen:
+    """``python ARGV`` in a session of its own (so killing its group kills it and its Ray, and
+    nothing else), stdout / stderr to ``log.out`` / ``log.err``."""
     with open(log.with_suffix(".out"), "w") as out, open(log.with_suffix(".err"), "w") as err:
         return subprocess.Popen(  # the child keeps its own copies of the files
-            [sys.executable, "-m", "ckd_tune.search", *args],
+            [sys.executable, *argv],
             cwd=cwd,
-            env=cli_env(),
+            env=cli_env(**env),
             stdout=out,
             stderr=err,
             text=True,
             start_new_session=True,
         )
+
+
+def start_cli(args: list[str], cwd: Path, log: Path) -> subprocess.Popen:
+    """Start the CLI in its own session (so a signal can go to it alone), output to files."""
+    return spawn(["-m", "ckd_tune.search", *args], cwd, log)
 
 
 def wait_for(predicate, proc: subprocess.Popen, timeout: float, what: str) -> None:

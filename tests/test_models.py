@@ -45,6 +45,22 @@ def test_a_student_keeps_the_first_layers_and_a_seeded_head() -> None:
     assert out.logits.shape == (1, 3)
 
 
+def test_a_relative_model_path_still_builds_from_another_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ray trial builds its student in a working directory of its own, on any node."""
+    TextModelSpec(BUNDLED_ENCODER, num_labels=2, num_layers=1).build().save_pretrained(
+        tmp_path / "student"
+    )
+    monkeypatch.chdir(tmp_path)
+    spec = TextModelSpec("student", num_labels=2)
+    assert spec.name_or_path == str(tmp_path.resolve() / "student")
+    (tmp_path / "trial").mkdir()
+    monkeypatch.chdir(tmp_path / "trial")
+    assert spec.build().config.num_hidden_layers == 1
+    assert spec.fingerprint() == TextModelSpec(str(tmp_path / "student"), 2).fingerprint()
+
+
 def test_too_many_layers_is_a_clear_error() -> None:
     with pytest.raises(UserInputError, match=r"student layers: must be in \[1, 6\]"):
         TextModelSpec(BUNDLED_ENCODER, num_labels=2, num_layers=7).build()

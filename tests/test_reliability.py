@@ -58,6 +58,7 @@ from search_support import (  # noqa: E402
     no_ray_left_fixture,  # noqa: F401  (an autouse fixture)
     ok,
     ray_trial_ids,
+    spawn,
     sweep_args,
     trial_runs,
 )
@@ -73,21 +74,6 @@ from ckd_tune.search.table import mlflow_pointer  # noqa: E402
 def with_report(args: list[str]) -> list[str]:
     """``sweep_args`` (which adds ``--no-report``) with the report switched back on."""
     return [a for a in args if a != "--no-report"]
-
-
-def spawn(argv: list[str], cwd: Path, log: Path, **env: str) -> subprocess.Popen:
-    """``python ARGV`` in a session of its own (so killing its group kills it and its Ray, and
-    nothing else), stdout / stderr to ``log.out`` / ``log.err``."""
-    with open(log.with_suffix(".out"), "w") as out, open(log.with_suffix(".err"), "w") as err:
-        return subprocess.Popen(
-            [sys.executable, *argv],
-            cwd=cwd,
-            env=cli_env(**env),
-            stdout=out,
-            stderr=err,
-            text=True,
-            start_new_session=True,
-        )
 
 
 def read(path: Path) -> str:

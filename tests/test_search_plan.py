@@ -14,7 +14,7 @@ TESTS = Path(__file__).resolve().parent
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
-from search_support import sweep_args  # noqa: E402
+from search_support import plan_for, sweep_args  # noqa: E402
 
 from ckd_tune.benches import BENCHES  # noqa: E402
 from ckd_tune.errors import UserInputError  # noqa: E402
@@ -45,6 +45,15 @@ def test_the_plan_resolves_defaults_and_leaves_the_flags_as_given(tmp_path, glue
     )
     assert plan.methods == ["kd", "none"]
     assert plan.sweep.startswith("glue-sst2-smoke-") and plan.storage == str(plan.sweep_dir / "ray")
+
+
+def test_a_storage_path_is_absolute_or_a_uri(tmp_path, glue_dir, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert plan_for(tmp_path, glue_dir, "--storage-path", "shared/ray").storage == str(
+        tmp_path.resolve() / "shared" / "ray"
+    )
+    uri = "s3://bucket/ckd/ray"
+    assert plan_for(tmp_path, glue_dir, "--storage-path", uri).storage == uri
 
 
 def test_the_assistant_flag_and_the_methods_reach_the_bench_request(tmp_path, glue_dir):

@@ -12,7 +12,7 @@ if str(TESTS) not in sys.path:
 
 from search_support import ALL_METHODS, plan_for  # noqa: E402
 
-from ckd_tune.search.tuner import grace_period, tune_config  # noqa: E402
+from ckd_tune.search.tuner import default_concurrency, grace_period, tune_config  # noqa: E402
 
 
 def test_tune_config_is_optuna_tpe_run_to_the_end_by_default(tmp_path, glue_dir):
@@ -76,3 +76,15 @@ def test_tune_config_random_sampler_and_fifo(tmp_path, glue_dir):
     assert isinstance(sampler, RandomSampler) and not isinstance(sampler, TPESampler)
     assert isinstance(config.scheduler, FIFOScheduler)
     assert not isinstance(config.scheduler, ASHAScheduler)
+
+
+def test_default_concurrency_is_set_by_the_scarcer_of_cpus_and_gpus(capsys):
+    assert default_concurrency({"CPU": 8.0}, cpus=1, gpus=0) == 8
+    assert default_concurrency({"CPU": 8.0, "GPU": 1.0}, cpus=1, gpus=0.25) == 4  # packed GPU
+    assert default_concurrency({"CPU": 2.0, "GPU": 1.0}, cpus=1, gpus=0.25) == 2
+    assert default_concurrency({"CPU": 8.0, "GPU": 0.3}, cpus=1, gpus=0.1) == 3  # not 2.999..
+    assert default_concurrency({"CPU": 1.0}, cpus=2, gpus=0) == 1  # at least one
+    assert capsys.readouterr().err == ""
+    # no GPU yet (an autoscaler adds GPU nodes on demand): sized by CPUs, with a warning
+    assert default_concurrency({"CPU": 4.0}, cpus=1, gpus=0.5) == 4
+    assert "the Ray cluster has no GPU now" in capsys.readouterr().err

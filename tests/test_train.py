@@ -19,6 +19,7 @@ from ckd_tune.train import (
     predict,
     sparse_embedding_grads,
     train,
+    uses_bf16,
 )
 from tests.conftest import TinyNet, make_points_task
 
@@ -425,3 +426,18 @@ def test_sparse_embedding_grad_step_matches_dense() -> None:
     for set_to_none in (True, False):
         for a, b in zip(grads(False, set_to_none), grads(True, set_to_none), strict=True):
             torch.testing.assert_close(a, b)
+
+
+def test_bf16_autocast_only_on_a_gpu_that_computes_it_natively(monkeypatch):
+    """Emulated bfloat16 (before Ampere) is slower than float32: no autocast there, nor on CPU."""
+    seen = []
+
+    def native(including_emulation: bool = True) -> bool:
+        seen.append(including_emulation)
+        return support
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", native)
+    for support in (True, False):
+        assert uses_bf16(torch.device("cuda")) is support
+        assert uses_bf16(torch.device("cpu")) is False
+    assert seen == [False, False]

@@ -112,3 +112,23 @@ def test_a_takd_trial_distils_from_the_assistant(tmp_path, monkeypatch):
         run_trial({"method": method}, prepared)
     assert seen == [("takd", prepared.assistant_signal), ("kd", prepared.teacher_signal)]
     assert prepared.assistant_signal is not prepared.teacher_signal
+
+
+def test_a_trial_uses_cuda_only_for_a_gpu_ray_gave_it(monkeypatch, caplog):
+    """A logical GPU (``--num-gpus`` on a host without CUDA): CPU, and one line that says so.
+    (The real thing, on a Ray node with a logical GPU: test_cluster.py.)"""
+    import ray
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(ray, "get_gpu_ids", lambda: [])
+    assert trainable.trial_device() == "cpu"  # no GPU asked for: none taken
+    monkeypatch.setattr(ray, "get_gpu_ids", lambda: [0])
+    assert trainable.trial_device() == "cuda"
+    assert not caplog.messages
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with caplog.at_level("WARNING", logger="ckd_tune.trainable"):
+        assert trainable.trial_device() == "cpu"
+    assert caplog.messages == [
+        "Ray assigned GPU ids [0] but CUDA is not available in this worker; training on CPU"
+    ]

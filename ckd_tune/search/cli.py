@@ -162,14 +162,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-concurrent",
         type=int,
-        help="trials at once (default: CPUs / cpus-per-trial of this machine or cluster)",
+        help="trials at once (default: what fits this machine or cluster: CPUs / cpus-per-trial, "
+        "or GPUs / gpus-per-trial if fewer)",
     )
     p.add_argument(
         "--max-failures",
         type=int,
         default=1,
-        help="retries of a crashed trial from its last checkpoint before it counts as failed "
-        "(default: 1)",
+        help="retries of a crashed trial (or one on a lost node) from its last checkpoint before it "
+        "counts as failed (default: 1; on preemptible nodes 3 or more: see docs/cluster.md)",
     )
     p.add_argument(
         "--seeds", type=int, help="report: seeds per best config (default: the profile's)"

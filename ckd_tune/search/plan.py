@@ -134,7 +134,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         spaces=spaces,
         sweep=sweep,
         sweep_dir=sweep_dir,
-        storage=args.storage_path or str(sweep_dir / "ray"),
+        storage=shared_storage(args.storage_path) if args.storage_path else str(sweep_dir / "ray"),
         tracking_uri=tracking_uri,
         num_samples=args.num_samples or profile.num_samples,
         epochs=args.max_epochs or profile.epochs,
@@ -142,6 +142,12 @@ def make_plan(args: argparse.Namespace) -> Plan:
         cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=gpus,
     )
+
+
+def shared_storage(path: str) -> str:
+    """``--storage-path``: a URI as given, a local path made absolute (every node of a cluster
+    resolves it alike; Ray takes no relative path)."""
+    return path if "://" in path else str(Path(path).expanduser().resolve())
 
 
 def check_flags(args: argparse.Namespace) -> str:

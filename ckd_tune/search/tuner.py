@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 import warnings
 from dataclasses import asdict
@@ -83,7 +84,9 @@ def search_method(
         # an attempt killed before Ray saved its experiment state left runs of trials that
         # this fresh search will not continue
         discard_trial_runs(MlflowClient(plan.tracking_uri), experiment_id, plan.sweep, method)
-        concurrent = args.max_concurrent or max(1, int(_cluster_cpus() // plan.cpus_per_trial))
+        concurrent = args.max_concurrent or default_concurrency(
+            _cluster_resources(), plan.cpus_per_trial, plan.gpus_per_trial
+        )
         concurrent = min(concurrent, method_samples(plan, method))
         space = plan.spaces[method]
         tuner = Tuner(
@@ -401,7 +404,29 @@ def tune_config(plan: Plan, method: str, concurrent: int) -> Any:
     )
 
 
-def _cluster_cpus() -> float:
+def default_concurrency(resources: dict[str, float], cpus: float, gpus: float) -> int:
+    """Trials that fit at once on a cluster with ``resources`` (Ray's ``cluster_resources()``)
+    when each takes ``cpus`` CPUs and ``gpus`` GPUs: the scarcer of the two, at least 1.
+
+    ``--gpus-per-trial 0.25`` on 1 GPU and 8 CPUs: 4 trials. A cluster with no GPU yet (an
+    autoscaler adds GPU nodes on demand) is sized by its CPUs, with a warning: its trials wait
+    until a GPU joins.
+    """
+    fits = [resources.get("CPU", os.cpu_count() or 1) / cpus]
+    if gpus > 0:
+        if resources.get("GPU", 0) > 0:
+            fits.append(resources["GPU"] / gpus)
+        else:
+            print(
+                f"warning: --gpus-per-trial {gpus:g} but the Ray cluster has no GPU now; "
+                "trials wait until a node with GPUs joins",
+                file=sys.stderr,
+                flush=True,
+            )
+    return max(1, math.floor(min(fits) + 1e-9))  # 0.3 / 0.1 is 2.9999999999999996
+
+
+def _cluster_resources() -> dict[str, float]:
     import ray
 
-    return ray.cluster_resources().get("CPU", os.cpu_count() or 1)
+    return ray.cluster_resources()
