@@ -104,10 +104,12 @@ def rerun(
     return record
 
 
-def _rerun_task(prepared: PreparedBench, job: RerunJob, gpus: float) -> dict[str, Any]:
-    """:func:`rerun` inside a Ray task (Ray exposes only this task's GPUs)."""
-    device = "cuda" if gpus > 0 and torch.cuda.is_available() else "cpu"
-    return rerun(prepared, job, device)
+def _rerun_task(prepared: PreparedBench, job: RerunJob) -> dict[str, Any]:
+    """:func:`rerun` inside a Ray task, on the device a trial would use (:func:`trial_device`:
+    the GPU Ray assigned it, else CPU, with a warning when that GPU is only logical)."""
+    from ckd_tune.trainable import trial_device
+
+    return rerun(prepared, job, trial_device())
 
 
 def run_reruns(
@@ -135,7 +137,7 @@ def run_reruns(
         return
     bench_ref = ray.put(prepared)
     task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(_rerun_task)
-    pending = {task.remote(bench_ref, job, gpus): job for job in jobs}
+    pending = {task.remote(bench_ref, job): job for job in jobs}
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)
         job = pending.pop(done[0])

@@ -11,6 +11,7 @@ tasks are reused, an interrupted one resumes, the others start.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import TYPE_CHECKING
@@ -117,9 +118,13 @@ def run_study(study: Study) -> int:
 
 
 def print_estimates(study: Study) -> dict[str, Estimate]:
-    """Each task's estimated time on this machine (benches with a speed probe: GLUE), printed."""
+    """Each task's estimated time on this machine (benches with a speed probe: GLUE), printed.
+
+    On a cluster (``--address``) it still times this machine and assumes its concurrency."""
+    import torch
+
     from ckd_tune.search.estimate import estimate, probe_glue
-    from ckd_tune.search.tuner import method_samples
+    from ckd_tune.search.tuner import default_concurrency, method_samples
 
     if study.args.bench != "glue":
         print(f"study: no time estimate for {study.args.bench} (no speed probe)", flush=True)
@@ -130,7 +135,10 @@ def print_estimates(study: Study) -> dict[str, Estimate]:
         if task_done(plan):
             continue
         speed = probe_glue(plan.request)
-        concurrent = plan.args.max_concurrent or max(1, int(_cpus() // plan.cpus_per_trial))
+        here = {"CPU": float(os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}
+        concurrent = plan.args.max_concurrent or default_concurrency(
+            here, plan.cpus_per_trial, plan.gpus_per_trial
+        )
         arms = len(plan.methods) + (1 if "kd" in plan.methods else 0)  # + the positive control
         estimates[task] = e = estimate(
             speed,
@@ -160,12 +168,6 @@ def prepared_profile(plan: Plan) -> Profile:
     from ckd_tune.benches import get_bench
 
     return get_bench(plan.request.bench).profiles[plan.args.profile]
-
-
-def _cpus() -> float:
-    import os
-
-    return float(os.cpu_count() or 1)
 
 
 def _eta(estimates: dict[str, Estimate], measured: dict[str, float], task: str) -> str:
