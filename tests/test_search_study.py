@@ -99,7 +99,7 @@ def test_mlflow_nests_trials_under_tasks_under_the_study(study):
     assert len(by_role["trial"]) == 2 * 2  # kd and none, one trial each, two tasks
     # mrpc's report ran twice; its first re-runs were deleted: one run per (arm, seed) left
     reruns = [
-        (r.data.tags["task"], r.data.tags["method"], r.data.tags["seed"]) for r in by_role["rerun"]
+        (r.data.tags["task"], r.data.tags["arm"], r.data.tags["seed"]) for r in by_role["rerun"]
     ]
     assert len(reruns) == len(set(reruns)) == 2 * 3 * 2  # tasks x (kd, none, control) x seeds
 
