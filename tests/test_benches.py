@@ -331,7 +331,7 @@ def test_cifar_smoke_sweep_of_every_method_end_to_end(cifar_dir, tmp_path):
     cmd = [sys.executable, "-m", "ckd_tune.search", "--bench", "cifar10", "--profile", "smoke",
            "--data-dir", str(cifar_dir), "--cache-dir", str(tmp_path / "cache"),
            "--output", str(tmp_path / "runs"), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db",
-           "--methods", ",".join(METHODS), "--max-epochs", "1", "--seeds", "2",
+           "--methods", ",".join(METHODS), "--max-epochs", "1", "--seeds", "2", "--num-samples", "1",
            "--quiet"]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
