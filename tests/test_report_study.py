@@ -86,6 +86,8 @@ def test_report_md_is_the_papers_table_with_a_verdict(study):
     assert "## Difference to vanilla KD (kd)" in md
     assert "## Difference to plain fine-tuning (none)" in md
     assert "annealing_kd is left out: it has no test score on SST-2, RTE" in md
+    passed = study.results["aggregate"]["positive_control"]["per_task_passed"]
+    assert ("Where it failed" in md) == (not all(passed.values()))
     assert f"**Verdict:** {study.results['aggregate']['verdict']}" in md
     assert str(study.root) not in md  # no path of this machine
     assert (study.root / "report" / "forest.png").read_bytes().startswith(PNG)

@@ -294,8 +294,15 @@ def render_study(results: Mapping[str, Any]) -> str:
             f"{format_p(control['p'])}): {'passed' if control['passed'] else 'NOT passed'}; "
             f"per task it passed on {', '.join(map(task_title, passed)) or 'none'} "
             f"({len(passed)} of {len(tasks)}).",
-            "",
         ]
+        failed = [task_title(t) for t, ok in control["per_task_passed"].items() if not ok]
+        if failed:
+            out[-1] += (
+                f" Where it failed ({', '.join(failed)}) this profile's students cannot tell the "
+                "teacher's logits from shuffled ones: no difference between methods could show "
+                "there, and those tasks only add noise to the averages."
+            )
+        out.append("")
     first = results["tasks"][tasks[0]]["setup"]
     out += [
         "## Setup",
