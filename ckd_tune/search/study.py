@@ -112,7 +112,10 @@ def run_study(study: Study) -> int:
     except KeyboardInterrupt:
         print(INTERRUPTED, file=sys.stderr, flush=True)
         return 130
-    finally:
+    except Exception:
+        status = "FAILED"
+        raise
+    finally:  # KILLED when interrupted: --resume marks it RUNNING again
         client.set_terminated(study_run, status=status)
         ray.shutdown()
 
