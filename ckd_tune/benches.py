@@ -190,21 +190,16 @@ ASSISTANT_KD = {"alpha": 0.5, "temperature": 4.0}
 """The teacher assistant's distillation settings: vanilla KD at ``kd``'s defaults, fixed."""
 
 
-def prepare_glue(request: BenchRequest) -> PreparedBench:
-    """GLUE: tokenised splits, a fine-tuned (cached) teacher and its cached logits, a small student."""
+def load_glue_task(request: BenchRequest) -> TaskData:
+    """The GLUE task's splits as the request's profile sizes them (fitted to a small task),
+    tokenised for its student."""
     from ckd_tune.data.glue import load_glue
-    from ckd_tune.models import TextModelSpec, load_tokenizer, resolve_model
-    from ckd_tune.teacher import CachedTeacher
+    from ckd_tune.models import load_tokenizer
 
     profile = GLUE_PROFILES[request.profile]
-    task = request.task or "sst2"
-    student_name = request.student or profile.student
-    if request.needs_assistant and request.assistant:
-        resolve_model(request.assistant)  # a bad path fails now, not after the teacher's training
-    tokenizer = load_tokenizer(student_name)
-    data = load_glue(
-        task,
-        tokenizer,
+    return load_glue(
+        request.task or "sst2",
+        load_tokenizer(request.student or profile.student),
         data_dir=request.data_dir,
         max_seq_length=profile.max_seq_length,
         val_size=profile.val_size,
@@ -214,6 +209,19 @@ def prepare_glue(request: BenchRequest) -> PreparedBench:
         seed=0,
         fit=True,  # one profile for every task: the small ones get sizes that fit them
     )
+
+
+def prepare_glue(request: BenchRequest) -> PreparedBench:
+    """GLUE: tokenised splits, a fine-tuned (cached) teacher and its cached logits, a small student."""
+    from ckd_tune.models import TextModelSpec, resolve_model
+    from ckd_tune.teacher import CachedTeacher
+
+    profile = GLUE_PROFILES[request.profile]
+    task = request.task or "sst2"
+    student_name = request.student or profile.student
+    if request.needs_assistant and request.assistant:
+        resolve_model(request.assistant)  # a bad path fails now, not after the teacher's training
+    data = load_glue_task(request)
     base = TrainConfig(
         epochs=profile.epochs,
         batch_size=profile.batch_size,

@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ckd_tune.benches import GLUE_PROFILES, BenchRequest, Profile
+from ckd_tune.benches import GLUE_PROFILES, BenchRequest, Profile, load_glue_task
 
 PROBE_STEPS = 3  # timed training steps per model (after one untimed warm-up step)
 
@@ -38,24 +38,12 @@ def probe_glue(request: BenchRequest) -> Speed:
     import torch
 
     from ckd_tune.config import TrainConfig
-    from ckd_tune.data.glue import load_glue
-    from ckd_tune.models import TextModelSpec, load_tokenizer
+    from ckd_tune.models import TextModelSpec
     from ckd_tune.train import predict, train_loader
 
     profile = GLUE_PROFILES[request.profile]
     student_name = request.student or profile.student
-    data = load_glue(
-        request.task or "sst2",
-        load_tokenizer(student_name),
-        data_dir=request.data_dir,
-        max_seq_length=profile.max_seq_length,
-        val_size=profile.val_size,
-        train_size=profile.train_size,
-        teacher_size=profile.teacher_size,
-        test_size=profile.test_size,
-        seed=0,
-        fit=True,
-    )
+    data = load_glue_task(request)
     config = TrainConfig(epochs=1, batch_size=profile.batch_size)
     batches = []
     for batch in train_loader(config, data, 0):
