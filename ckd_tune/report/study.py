@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ckd_tune.data.tasks import GLUE_TASKS
 from ckd_tune.errors import UserInputError
 from ckd_tune.report.formatting import shown_path
 from ckd_tune.report.paper import PAPER_EFFECTS
@@ -41,16 +42,6 @@ from ckd_tune.report.stats import (
 
 FOREST = "forest.png"
 PAPER_STUDENT = "DistilRoBERTa"
-TASK_TITLES = {
-    "sst2": "SST-2",
-    "mrpc": "MRPC",
-    "rte": "RTE",
-    "cola": "CoLA",
-    "stsb": "STS-B",
-    "qnli": "QNLI",
-    "qqp": "QQP",
-    "mnli": "MNLI",
-}
 METRIC_NAMES = {"accuracy": "acc", "f1": "F1", "mcc": "MCC", "pearson": "Pearson"}
 
 
@@ -261,8 +252,8 @@ def forest_rows(results: Mapping[str, Any]) -> dict[str, list[tuple[str, float, 
 
 
 def task_title(task: str) -> str:
-    """``sst2`` -> ``SST-2`` (the paper's names)."""
-    return TASK_TITLES.get(task, task)
+    """``sst2`` -> ``SST-2``: a GLUE task's own name (its directory's, as the paper writes it)."""
+    return GLUE_TASKS[task].dir_name if task in GLUE_TASKS else task
 
 
 def _points(x: float | None) -> str:
